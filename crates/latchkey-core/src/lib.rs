@@ -1,0 +1,17 @@
+//! Latchkey's domain: the key format, the types a key is made of, and the policy that
+//! decides who may do what. Nothing here does I/O, awaits, or knows about JSON or HTTP,
+//! so every rule can be tested in microseconds and reused by every storage backend.
+
+pub mod audit;
+pub mod ids;
+pub mod key_format;
+pub mod policy;
+pub mod records;
+pub mod values;
+
+pub use audit::{Actor, AuditAction, AuditChange, AuditEvent};
+pub use ids::{EventId, KeyId, SiteId};
+pub use key_format::{KeyFormat, KeyHash, KeyPrefix, MalformedKey, ParsedKey, SecretKey};
+pub use policy::{Caller, Denied};
+pub use records::{KeyRecord, KeyState, Site};
+pub use values::{Description, InvalidValue, KeyName, Permission, Scope, Scopes, SiteName, Status};

@@ -1,0 +1,432 @@
+//! The embedded SQLite backend: one file, WAL mode, one writer connection.
+//!
+//! SQLite allows one writer at a time. Rather than let many connections race for the
+//! write lock (and surface "database is locked"), every write goes through a pool of
+//! exactly one connection, so writers queue in the pool; reads use a separate pool and
+//! run concurrently thanks to WAL. `synchronous = FULL` makes an acknowledged write
+//! survive a power cut, not only a process crash.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
+use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
+use latchkey_store::{Audited, AuditFilter, KeyFilter, Page, Store, StoreError, StoreResult};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+const KEY_COLUMNS: &str = "id, site_id, name, description, permission, scopes, status, prefix, hash, \
+                           created_at, created_by, updated_at, last_used_at, expires_at";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at a file path or `sqlite://` URL and
+    /// applies the embedded migrations.
+    pub async fn open(location: &str) -> StoreResult<Self> {
+        let path = location.strip_prefix("sqlite://").unwrap_or(location);
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(StoreError::unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(StoreError::unavailable)?;
+        MIGRATIONS.run(&writer).await.map_err(StoreError::unavailable)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(Self { writer, readers })
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(StoreError::unavailable)
+    }
+}
+
+fn db_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        _ => StoreError::unavailable(error),
+    }
+}
+
+fn site_from_row(row: SqliteRow) -> StoreResult<Site> {
+    SiteRow { id: row.get("id"), name: row.get("name"), created_at: row.get("created_at") }.into_site()
+}
+
+fn key_from_row(row: SqliteRow) -> StoreResult<KeyRecord> {
+    KeyRow {
+        id: row.get("id"),
+        site_id: row.get("site_id"),
+        name: row.get("name"),
+        description: row.get("description"),
+        permission: row.get("permission"),
+        scopes: row.get("scopes"),
+        status: row.get("status"),
+        prefix: row.get("prefix"),
+        hash: row.get("hash"),
+        created_at: row.get("created_at"),
+        created_by: row.get("created_by"),
+        updated_at: row.get("updated_at"),
+        last_used_at: row.get("last_used_at"),
+        expires_at: row.get("expires_at"),
+    }
+    .into_record()
+}
+
+fn event_from_row(row: SqliteRow) -> StoreResult<AuditEvent> {
+    AuditRow {
+        id: row.get("id"),
+        at: row.get("at"),
+        actor_key_id: row.get("actor_key_id"),
+        actor_prefix: row.get("actor_prefix"),
+        action: row.get("action"),
+        target_key_id: row.get("target_key_id"),
+        site_id: row.get("site_id"),
+        source_ip: row.get("source_ip"),
+        changes: row.get("changes"),
+    }
+    .into_event()
+}
+
+async fn insert_event(tx: &mut Transaction<'_, Sqlite>, event: &AuditEvent) -> StoreResult<()> {
+    let row = AuditRow::from_event(event);
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, actor_key_id, actor_prefix, action, target_key_id, site_id, source_ip, changes)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.id)
+    .bind(row.at)
+    .bind(row.actor_key_id)
+    .bind(row.actor_prefix)
+    .bind(row.action)
+    .bind(row.target_key_id)
+    .bind(row.site_id)
+    .bind(row.source_ip)
+    .bind(row.changes)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Refuses a change that takes `key` out of the usable Master keys when it is the last
+/// one. Runs inside the writing transaction; with a single writer connection nothing can
+/// change the count between this check and the commit.
+async fn ensure_other_master(tx: &mut Transaction<'_, Sqlite>, key: &KeyId, now: DateTime<Utc>) -> StoreResult<()> {
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM keys WHERE permission = 'master' AND status = 'active'
+           AND (expires_at IS NULL OR expires_at > ?) AND id <> ?",
+    )
+    .bind(millis(now))
+    .bind(key.as_str())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    if others == 0 {
+        Err(StoreError::LastMaster)
+    } else {
+        Ok(())
+    }
+}
+
+fn page_limit(page: &Page) -> i64 {
+    i64::from(page.limit.max(1))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn has_no_keys(&self) -> StoreResult<bool> {
+        let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM keys LIMIT 1")
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db_error)?;
+        Ok(any.is_none())
+    }
+
+    async fn create_site(&self, site: Audited<'_, Site>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO sites (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(site.value.id.as_str())
+            .bind(site.value.name.as_str())
+            .bind(millis(site.value.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_event(&mut tx, site.event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_site(&self, id: &SiteId) -> StoreResult<Option<Site>> {
+        sqlx::query("SELECT id, name, created_at FROM sites WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db_error)?
+            .map(site_from_row)
+            .transpose()
+    }
+
+    async fn list_sites(&self, page: &Page) -> StoreResult<Vec<Site>> {
+        sqlx::query("SELECT id, name, created_at FROM sites WHERE (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?")
+            .bind(page.after.as_deref())
+            .bind(page.after.as_deref())
+            .bind(page_limit(page))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(site_from_row)
+            .collect()
+    }
+
+    async fn rename_site(&self, id: &SiteId, name: Audited<'_, SiteName>) -> StoreResult<Site> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("UPDATE sites SET name = ? WHERE id = ? RETURNING id, name, created_at")
+            .bind(name.value.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        insert_event(&mut tx, name.event).await?;
+        tx.commit().await.map_err(db_error)?;
+        site_from_row(row)
+    }
+
+    async fn delete_site(&self, id: &SiteId, event: &AuditEvent) -> StoreResult<Vec<KeyRecord>> {
+        let mut tx = self.begin().await?;
+        let keys = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE site_id = ?"))
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(key_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let deleted = sqlx::query("DELETE FROM sites WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_event(&mut tx, event).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(keys)
+    }
+
+    async fn create_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {
+        let row = KeyRow::from_record(key.value);
+        let mut tx = self.begin().await?;
+        sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(row.id)
+            .bind(row.site_id)
+            .bind(row.name)
+            .bind(row.description)
+            .bind(row.permission)
+            .bind(row.scopes)
+            .bind(row.status)
+            .bind(row.prefix)
+            .bind(row.hash)
+            .bind(row.created_at)
+            .bind(row.created_by)
+            .bind(row.updated_at)
+            .bind(row.last_used_at)
+            .bind(row.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|error| match &error {
+                sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+                _ => db_error(error),
+            })?;
+        insert_event(&mut tx, key.event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_key(&self, id: &KeyId) -> StoreResult<Option<KeyRecord>> {
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db_error)?
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyRecord>> {
+        sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ?"))
+            .bind(&hash.0[..])
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db_error)?
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>> {
+        let site = filter.site.as_ref().map(SiteId::as_str);
+        sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys
+              WHERE (? IS NULL OR site_id = ?) AND (? IS NULL OR id < ?)
+              ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(site)
+        .bind(site)
+        .bind(page.after.as_deref())
+        .bind(page.after.as_deref())
+        .bind(page_limit(page))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()> {
+        let row = KeyRow::from_record(after.value);
+        let mut tx = self.begin().await?;
+        if before.is_usable_master_at(after.event.at) && !after.value.is_usable_master_at(after.event.at) {
+            ensure_other_master(&mut tx, &before.id, after.event.at).await?;
+        }
+        let updated = sqlx::query(
+            "UPDATE keys SET name = ?, description = ?, permission = ?, scopes = ?, status = ?,
+                    expires_at = ?, updated_at = ?
+              WHERE id = ? AND updated_at = ?",
+        )
+        .bind(row.name)
+        .bind(row.description)
+        .bind(row.permission)
+        .bind(row.scopes)
+        .bind(row.status)
+        .bind(row.expires_at)
+        .bind(row.updated_at)
+        .bind(before.id.as_str())
+        .bind(millis(before.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(self.missing_or_changed(&mut tx, &before.id).await);
+        }
+        insert_event(&mut tx, after.event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        if key.value.is_usable_master_at(key.event.at) {
+            ensure_other_master(&mut tx, &key.value.id, key.event.at).await?;
+        }
+        let deleted = sqlx::query("DELETE FROM keys WHERE id = ?")
+            .bind(key.value.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_event(&mut tx, key.event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn record_last_used(&self, uses: &[(KeyId, DateTime<Utc>)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (key, at) in uses {
+            // MAX: batches from several flushes may arrive out of order.
+            sqlx::query("UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?")
+                .bind(millis(*at))
+                .bind(key.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {
+        let site = filter.site.as_ref().map(SiteId::as_str);
+        let key = filter.key.as_ref().map(KeyId::as_str);
+        let action = filter.action.map(|a| a.as_str());
+        sqlx::query(
+            "SELECT id, at, actor_key_id, actor_prefix, action, target_key_id, site_id, source_ip, changes
+               FROM audit_events
+              WHERE (? IS NULL OR site_id = ?) AND (? IS NULL OR target_key_id = ?)
+                AND (? IS NULL OR action = ?) AND (? IS NULL OR id < ?)
+              ORDER BY id DESC LIMIT ?",
+        )
+        .bind(site)
+        .bind(site)
+        .bind(key)
+        .bind(key)
+        .bind(action)
+        .bind(action)
+        .bind(page.after.as_deref())
+        .bind(page.after.as_deref())
+        .bind(page_limit(page))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(event_from_row)
+        .collect()
+    }
+}
+
+impl SqliteStore {
+    async fn missing_or_changed(&self, tx: &mut Transaction<'_, Sqlite>, id: &KeyId) -> StoreError {
+        let exists: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT 1 FROM keys WHERE id = ?").bind(id.as_str()).fetch_optional(&mut **tx).await;
+        match exists {
+            Ok(Some(_)) => StoreError::Conflict("the key changed while this request was processed; retry".into()),
+            Ok(None) => StoreError::NotFound,
+            Err(error) => db_error(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_store::conformance;
+    use std::sync::Arc;
+
+    async fn fresh_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("latchkey.db").to_str().unwrap()).await.unwrap();
+        (dir, Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_store_conformance_suite() {
+        for check in conformance::CHECKS {
+            let (_dir, store) = fresh_store().await;
+            (check.run)(store).await;
+        }
+    }
+}

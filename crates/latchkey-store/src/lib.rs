@@ -1,0 +1,109 @@
+//! The storage boundary. Every backend (SQLite, PostgreSQL) implements [`Store`]; the
+//! HTTP layer only ever sees `Arc<dyn Store>`. SQL lives in the backends, never here.
+//!
+//! Invariants every backend upholds (and [`conformance`] checks):
+//! * a write is committed before the call returns, together with its audit event;
+//! * no write may leave the system without a usable Master key (no lockout);
+//! * updates are compare-and-swap on the version the caller read, so a policy decision
+//!   taken on a record is never applied to a record that changed in between.
+
+pub mod conformance;
+pub mod rows;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_core::{AuditAction, AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// The record changed between read and write, or a uniqueness rule was hit.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The write would leave no usable Master key.
+    #[error("this is the last active Master key; create another Master key first")]
+    LastMaster,
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub fn unavailable(error: impl std::fmt::Display) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Newest-first keyset pagination: `after` is the last id of the previous page.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Which keys a listing covers.
+#[derive(Clone, Debug, Default)]
+pub struct KeyFilter {
+    /// `None`: every key, Master keys included (a Master's view).
+    pub site: Option<SiteId>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub site: Option<SiteId>,
+    pub key: Option<KeyId>,
+    pub action: Option<AuditAction>,
+}
+
+/// A change of existing data, with the audit event recorded in the same transaction.
+pub struct Audited<'a, T> {
+    pub value: &'a T,
+    pub event: &'a AuditEvent,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// True when no key exists yet: the server then creates the bootstrap Master key.
+    async fn has_no_keys(&self) -> StoreResult<bool>;
+
+    async fn create_site(&self, site: Audited<'_, Site>) -> StoreResult<()>;
+    async fn get_site(&self, id: &SiteId) -> StoreResult<Option<Site>>;
+    async fn list_sites(&self, page: &Page) -> StoreResult<Vec<Site>>;
+    async fn rename_site(&self, id: &SiteId, name: Audited<'_, SiteName>) -> StoreResult<Site>;
+    /// Deletes the site and its keys; returns the deleted keys so caches can drop them.
+    async fn delete_site(&self, id: &SiteId, event: &AuditEvent) -> StoreResult<Vec<KeyRecord>>;
+
+    async fn create_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
+    async fn get_key(&self, id: &KeyId) -> StoreResult<Option<KeyRecord>>;
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyRecord>>;
+    async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>>;
+    /// Replaces the mutable fields of `before` with those of `after`, if the stored key
+    /// still has `before.updated_at`; otherwise `Conflict`.
+    async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()>;
+    async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
+    /// Moves `last_used_at` forward (never backwards) for a batch of keys.
+    async fn record_last_used(&self, uses: &[(KeyId, DateTime<Utc>)]) -> StoreResult<()>;
+
+    async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>>;
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// The next `updated_at` for a change: now, but strictly after the previous version so
+/// that the compare-and-swap in [`Store::update_key`] can never mistake two versions.
+pub fn next_version(previous: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let now = truncate_to_millis(now);
+    if now > previous {
+        now
+    } else {
+        previous + chrono::Duration::milliseconds(1)
+    }
+}
+
+/// Backends store times as milliseconds; records carry the same precision.
+pub fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).expect("a valid time stays valid")
+}
