@@ -1,1 +1,138 @@
-//! placeholder
+//! Latchkey's HTTP layer: the management API, the verification path, and the server's
+//! lifecycle (background flushes, graceful shutdown). Only this crate knows about JSON
+//! shapes and status codes.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod management;
+pub mod routes;
+pub mod state;
+pub mod verification;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::Json;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::ServerConfig;
+
+/// Request bodies above this are refused with 413 before they are read in full.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey", description = "Self-hosted API key management: sites, keys, verification."),
+    modifiers(&ApiKeySecurity),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct ApiKeySecurity;
+
+impl utoipa::Modify for ApiKeySecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// Every route with its OpenAPI description: registering a route here is what documents it.
+fn api_routes() -> OpenApiRouter<AppState> {
+    use routes::{audit, keys, sites};
+    OpenApiRouter::new()
+        .routes(routes!(sites::list_sites, sites::create_site))
+        .routes(routes!(
+            sites::get_site,
+            sites::update_site,
+            sites::delete_site
+        ))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
+        .routes(routes!(keys::block_key))
+        .routes(routes!(keys::unblock_key))
+        .routes(routes!(keys::whoami))
+        .routes(routes!(audit::list_audit))
+}
+
+/// The whole application: routes, OpenAPI document, JSON fallbacks, body limit.
+pub fn app(state: AppState) -> axum::Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api_routes())
+        .routes(routes!(routes::meta::healthz))
+        .split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not accept that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The OpenAPI document, for tests and for `latchkey openapi`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api_routes())
+        .routes(routes!(routes::meta::healthz))
+        .into_openapi()
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests and writes the
+/// last-used times still in memory, so a graceful stop loses nothing.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
+    let flusher = tokio::spawn(flush_last_used_periodically(state.clone(), stopped));
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // Not `abort`: a flush in progress holds a batch taken out of memory; let it finish.
+    let _ = stop_flusher.send(true);
+    let _ = flusher.await;
+    if let Err(error) = state.verifier.flush_last_used().await {
+        tracing::error!(%error, "could not write last-used times at shutdown");
+    }
+    served
+}
+
+async fn flush_last_used_periodically(
+    state: AppState,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(state.config.last_used_flush_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if let Err(error) = state.verifier.flush_last_used().await {
+            tracing::warn!(%error, "could not write last-used times; will retry");
+        }
+    }
+}

@@ -82,7 +82,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>>;
     /// Replaces the mutable fields of `before` with those of `after`, if the stored key
     /// still has `before.updated_at`; otherwise `Conflict`.
-    async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()>;
+    async fn update_key(
+        &self,
+        before: &KeyRecord,
+        after: Audited<'_, KeyRecord>,
+    ) -> StoreResult<()>;
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
     /// Moves `last_used_at` forward (never backwards) for a batch of keys.
     async fn record_last_used(&self, uses: &[(KeyId, DateTime<Utc>)]) -> StoreResult<()>;

@@ -1,1 +1,164 @@
-fn main() {}
+//! The `latchkey` binary: parses flags and environment, opens the store, and runs a
+//! subcommand. No business logic lives here.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use latchkey_core::KeyFormat;
+use latchkey_server::config::TrustedProxies;
+use latchkey_server::state::AppState;
+use latchkey_server::{ServerConfig, SystemClock};
+use latchkey_store::SharedStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "Self-hosted API key management")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. On an empty database, prints a new Master key once.
+    Serve(ServeArgs),
+    /// Create the database if needed and print a new Master key (only the key) on stdout.
+    Bootstrap(DatabaseArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Args)]
+struct DatabaseArgs {
+    /// A file path or `sqlite://` URL.
+    #[arg(long, env = "LATCHKEY_DATABASE", default_value = "latchkey.db")]
+    database: String,
+    /// The prefix of every key this deployment issues (`lk_...`).
+    #[arg(long, env = "LATCHKEY_KEY_PREFIX", default_value = "lk")]
+    key_prefix: String,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Proxies whose X-Forwarded-For is believed, comma-separated IPs or CIDRs.
+    #[arg(long, env = "LATCHKEY_TRUST_PROXY", default_value = "")]
+    trust_proxy: String,
+    /// How many keys the verification cache holds.
+    #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    cache_capacity: usize,
+    /// The longest a cached answer is served without re-reading the store, in seconds.
+    #[arg(long, env = "LATCHKEY_CACHE_MAX_STALENESS", default_value_t = 5.0)]
+    cache_max_staleness: f64,
+}
+
+impl DatabaseArgs {
+    async fn open(&self) -> anyhow::Result<SharedStore> {
+        let store = latchkey_sqlite::SqliteStore::open(&self.database)
+            .await
+            .with_context(|| format!("could not open the database {:?}", self.database))?;
+        Ok(Arc::new(store))
+    }
+
+    fn key_format(&self) -> anyhow::Result<KeyFormat> {
+        KeyFormat::new(&self.key_prefix).map_err(|_| {
+            anyhow::anyhow!(
+                "--key-prefix must be 1-16 characters of [a-z0-9], starting with a letter"
+            )
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Bootstrap(args) => bootstrap(args).await,
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&latchkey_server::openapi_document())?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig {
+        key_format: args.database.key_format()?,
+        trusted_proxies: args
+            .trust_proxy
+            .parse::<TrustedProxies>()
+            .map_err(anyhow::Error::msg)?,
+        cache_capacity: args.cache_capacity,
+        cache_max_staleness: Duration::from_secs_f64(args.cache_max_staleness),
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(args.database.open().await?, config, Arc::new(SystemClock));
+    if let Some(key) = state
+        .ensure_bootstrap_key()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?
+    {
+        eprintln!("Created the first Master key. It is shown this once; store it now:");
+        println!("{}", key.expose());
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, database = %args.database.database, "latchkey is listening");
+    latchkey_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bootstrap(args: DatabaseArgs) -> anyhow::Result<()> {
+    let state = AppState::new(
+        args.open().await?,
+        ServerConfig {
+            key_format: args.key_format()?,
+            ..Default::default()
+        },
+        Arc::new(SystemClock),
+    );
+    let key = state
+        .issue_bootstrap_key()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    println!("{}", key.expose());
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish requests, flush last-used, exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

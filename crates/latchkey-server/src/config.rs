@@ -1,0 +1,174 @@
+//! The server's configuration, as a value passed in (no global state). The binary builds
+//! it from flags and environment variables; tests build it directly.
+
+use axum::http::HeaderMap;
+use latchkey_core::KeyFormat;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub key_format: KeyFormat,
+    pub trusted_proxies: TrustedProxies,
+    /// How many verified keys stay in memory.
+    pub cache_capacity: usize,
+    /// The longest a cached answer is served before it is re-read from the store.
+    pub cache_max_staleness: Duration,
+    /// How long an unknown key is remembered as unknown (flood protection for the store).
+    pub negative_cache_ttl: Duration,
+    /// How often last-used times are written to the store.
+    pub last_used_flush_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            key_format: KeyFormat::default(),
+            trusted_proxies: TrustedProxies::default(),
+            cache_capacity: 1_000_000,
+            cache_max_staleness: Duration::from_secs(5),
+            negative_cache_ttl: Duration::from_secs(2),
+            last_used_flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Networks whose `X-Forwarded-For` is believed (`--trust-proxy 10.0.0.0/8,::1`).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<Network>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    address: IpAddr,
+    prefix_len: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.address, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_matches(&net.octets(), &ip.octets(), self.prefix_len)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_matches(&net.octets(), &ip.octets(), self.prefix_len)
+            }
+            (IpAddr::V6(net), IpAddr::V4(ip)) => prefix_matches(
+                &net.octets(),
+                &ip.to_ipv6_mapped().octets(),
+                self.prefix_len,
+            ),
+            (IpAddr::V4(_), IpAddr::V6(ip)) => ip
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+        }
+    }
+}
+
+fn prefix_matches(network: &[u8], ip: &[u8], prefix_len: u8) -> bool {
+    let full = usize::from(prefix_len / 8);
+    let rest = prefix_len % 8;
+    network[..full] == ip[..full] && (rest == 0 || (network[full] ^ ip[full]) >> (8 - rest) == 0)
+}
+
+impl FromStr for Network {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let (address, prefix) = raw
+            .split_once('/')
+            .map_or((raw, None), |(a, p)| (a, Some(p)));
+        let address: IpAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| format!("{raw:?} is not an IP address or CIDR"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("bad prefix length in {raw:?}"))?,
+            None => max,
+        };
+        Ok(Self {
+            address,
+            prefix_len,
+        })
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        raw.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl TrustedProxies {
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|network| network.contains(ip))
+    }
+
+    /// The client's address. `X-Forwarded-For` is only read when the socket peer is a
+    /// trusted proxy, and then from the right: the first address that is not itself a
+    /// trusted proxy is the client (anything left of it could be forged by the client).
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|part| part.trim().parse().ok())
+            .collect();
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !self.trusts(**ip))
+            .or(forwarded.first())
+            .copied()
+            .unwrap_or(peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_match_by_prefix() {
+        let net: Network = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.200.1.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let host: Network = "::1".parse().unwrap();
+        assert!(host.contains("::1".parse().unwrap()));
+        assert!(!host.contains("::2".parse().unwrap()));
+        let odd: Network = "192.168.0.0/23".parse().unwrap();
+        assert!(odd.contains("192.168.1.255".parse().unwrap()));
+        assert!(!odd.contains("192.168.2.0".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxies: TrustedProxies = "127.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        assert_eq!(
+            proxies.client_ip("127.0.0.1".parse().unwrap(), &headers),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            proxies.client_ip("192.0.2.1".parse().unwrap(), &headers),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+    }
+}

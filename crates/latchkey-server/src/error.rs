@@ -1,0 +1,216 @@
+//! The one error type of the HTTP layer and the one table that maps each error code to
+//! its status. Every handler returns `Result<_, ApiError>`; nothing else writes an error
+//! response, so every error a client sees is `{"error": {"code", "message"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::{Denied, InvalidValue};
+use latchkey_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidQuery,
+    UnsupportedMediaType,
+    ValidationFailed,
+    ImmutableField,
+    PayloadTooLarge,
+    MissingApiKey,
+    InvalidApiKey,
+    KeyBlocked,
+    KeyExpired,
+    InsufficientPermission,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    RateLimited,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The table: a stable machine name and an HTTP status for every error.
+    pub fn describe(self) -> (&'static str, StatusCode) {
+        use ErrorCode::*;
+        match self {
+            MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
+            InvalidQuery => ("invalid_query", StatusCode::BAD_REQUEST),
+            UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            ValidationFailed => ("validation_failed", StatusCode::UNPROCESSABLE_ENTITY),
+            ImmutableField => ("immutable_field", StatusCode::UNPROCESSABLE_ENTITY),
+            PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            MissingApiKey => ("missing_api_key", StatusCode::UNAUTHORIZED),
+            InvalidApiKey => ("invalid_api_key", StatusCode::UNAUTHORIZED),
+            KeyBlocked => ("key_blocked", StatusCode::UNAUTHORIZED),
+            KeyExpired => ("key_expired", StatusCode::UNAUTHORIZED),
+            InsufficientPermission => ("insufficient_permission", StatusCode::FORBIDDEN),
+            NotFound => ("not_found", StatusCode::NOT_FOUND),
+            MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            Conflict => ("conflict", StatusCode::CONFLICT),
+            RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+            Internal => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
+            Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// The JSON body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable name, e.g. `key_blocked`.
+    #[schema(example = "insufficient_permission")]
+    pub code: String,
+    /// A human-readable explanation; never contains a key.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: redact_keys(&message.into()),
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationFailed, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.describe().1
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code.describe();
+        if status.is_server_error() {
+            tracing::error!(code, message = %self.message, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.message,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => ApiError::not_found("resource"),
+            StoreError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+            StoreError::LastMaster => {
+                ApiError::new(ErrorCode::Conflict, StoreError::LastMaster.to_string())
+            }
+            StoreError::Unavailable(message) => {
+                tracing::error!(%message, "storage error");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "storage is unavailable; retry later",
+                )
+            }
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::InsufficientPermission(why) => {
+                ApiError::new(ErrorCode::InsufficientPermission, why)
+            }
+            Denied::NotVisible => ApiError::not_found("key"),
+            Denied::SiteNotVisible => ApiError::new(
+                ErrorCode::InsufficientPermission,
+                "this key cannot access that site",
+            ),
+            Denied::Invalid(why) => ApiError::validation(why),
+        }
+    }
+}
+
+impl From<InvalidValue> for ApiError {
+    fn from(invalid: InvalidValue) -> Self {
+        ApiError::validation(invalid.to_string())
+    }
+}
+
+/// Replaces anything shaped like a key (`<prefix>_<49 base62 chars>`) with a marker, so
+/// that even a message built from client input cannot carry a key into a response or log.
+pub fn redact_keys(text: &str) -> String {
+    const TAIL: usize =
+        latchkey_core::key_format::SECRET_CHARS + latchkey_core::key_format::CHECKSUM_CHARS;
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' && i > 0 && bytes[i - 1].is_ascii_alphanumeric() {
+            let run = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count();
+            if run >= TAIL {
+                let start = (0..i)
+                    .rev()
+                    .take_while(|&j| bytes[j].is_ascii_alphanumeric())
+                    .last()
+                    .unwrap_or(i);
+                out.push_str(&text[copied..start]);
+                out.push_str("[redacted key]");
+                i += 1 + run;
+                copied = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_redacted_from_messages() {
+        let key = latchkey_core::KeyFormat::default().generate();
+        let message = format!("invalid type: string \"{}\", expected u32", key.expose());
+        let redacted = redact_keys(&message);
+        assert!(!redacted.contains(key.expose()));
+        assert_eq!(
+            redacted,
+            "invalid type: string \"[redacted key]\", expected u32"
+        );
+        assert_eq!(redact_keys("nothing_here"), "nothing_here");
+    }
+}

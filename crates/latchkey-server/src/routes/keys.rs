@@ -1,0 +1,327 @@
+//! Keys: the Forja seed's API Keys page as an API, plus `whoami`.
+
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::extract::{ApiJson, ApiQuery, Authenticated};
+use crate::management::NewKey;
+use crate::routes::{future_time, next_cursor, nullable, page};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use latchkey_core::{
+    AuditAction, Description, KeyName, KeyRecord, Permission, Scopes, SiteId, Status,
+};
+use latchkey_store::KeyFilter;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A key as listed and shown: never the key itself, only its first characters.
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    #[schema(example = "key_01JD2Z6M3X5Q7W9E1R3T5Y7U9I")]
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The first 12 characters of the key, to recognise it.
+    #[schema(example = "lk_3fZk9QaBc")]
+    pub prefix: String,
+    #[schema(example = "read")]
+    pub permission: String,
+    #[schema(example = json!(["flows:execute"]))]
+    pub scopes: Vec<String>,
+    /// `active`, `blocked` or `expired`.
+    pub status: String,
+    pub site_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyView {
+    pub fn of(key: &KeyRecord, now: DateTime<Utc>) -> Self {
+        Self {
+            id: key.id.to_string(),
+            name: key.name.as_str().to_owned(),
+            description: key.description.as_ref().map(|d| d.as_str().to_owned()),
+            prefix: key.prefix.as_str().to_owned(),
+            permission: key.permission.as_str().to_owned(),
+            scopes: key.scopes.to_strings(),
+            status: key.state_at(now).as_str().to_owned(),
+            site_id: key.site_id.as_ref().map(SiteId::to_string),
+            created_at: key.created_at,
+            created_by: key.created_by.as_ref().map(ToString::to_string),
+            updated_at: key.updated_at,
+            last_used_at: key.last_used_at,
+            expires_at: key.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub data: Vec<KeyView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The create response: the key's metadata plus `key`, shown this once only.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub metadata: KeyView,
+    /// The full key. Store it now: it is never shown again.
+    pub key: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyBody {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// `read`, `write`, `admin` or `master`; never above the caller's own level.
+    pub permission: String,
+    /// Required, except for a Master key, which belongs to no site.
+    pub site_id: Option<String>,
+    /// Fine-grained permissions, `resource:action`.
+    pub scopes: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// RFC 3339, in the future.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyBody {
+    pub name: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub permission: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    /// `null` removes the expiry.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
+    /// Refused: a key's value never changes (rotate it instead).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub key: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub prefix: Option<IgnoredAny>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub hash: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KeyListQuery {
+    /// Only this site's keys. Without it: every key the caller may manage.
+    pub site: Option<String>,
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u32>,
+}
+
+fn parse_permission(raw: &str) -> Result<Permission, ApiError> {
+    Ok(raw.parse::<Permission>()?)
+}
+
+fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
+    // An id that cannot exist is a site nobody can see.
+    SiteId::parse(raw).ok_or_else(|| ApiError::not_found("site"))
+}
+
+/// Keys the caller may manage, newest first.
+#[utoipa::path(get, path = "/keys", tag = "keys", params(KeyListQuery),
+    responses((status = 200, body = KeyList), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(query): ApiQuery<KeyListQuery>,
+) -> Result<Json<KeyList>, ApiError> {
+    auth.caller.may_manage_keys()?;
+    let requested = match query.site.as_deref() {
+        Some(raw) => Some(SiteId::parse(raw).ok_or(latchkey_core::Denied::SiteNotVisible)?),
+        None => None,
+    };
+    let site = auth.caller.listing_scope(requested.as_ref())?;
+    let (page, limit) = page(query.cursor, query.limit)?;
+    let mut keys = state.store.list_keys(&KeyFilter { site }, &page).await?;
+    let next_cursor = next_cursor(&mut keys, limit, |key| key.id.to_string());
+    let now = state.clock.now();
+    Ok(Json(KeyList {
+        data: keys.iter().map(|key| KeyView::of(key, now)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Creates a key. The response is the only one that ever holds the full key.
+#[utoipa::path(post, path = "/keys", tag = "keys", request_body = CreateKeyBody,
+    responses((status = 201, body = CreatedKey), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiJson(body): ApiJson<CreateKeyBody>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    auth.caller.may_manage_keys()?;
+    let permission = parse_permission(&body.permission)?;
+    let site_id = body.site_id.as_deref().map(parse_site).transpose()?;
+    auth.caller.may_grant(permission, site_id.as_ref())?;
+    let now = state.clock.now();
+    let spec = NewKey {
+        name: KeyName::parse(&body.name)?,
+        description: body
+            .description
+            .as_deref()
+            .map(Description::parse)
+            .transpose()?,
+        permission,
+        scopes: Scopes::parse(body.scopes.as_deref().unwrap_or_default())?,
+        site_id,
+        expires_at: body
+            .expires_at
+            .as_deref()
+            .map(|raw| future_time("expires_at", raw, now))
+            .transpose()?,
+    };
+    let (record, secret) = state.issue_key(&auth.actor, spec).await?;
+    let created = CreatedKey {
+        metadata: KeyView::of(&record, now),
+        key: secret.expose().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(get, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    let key = state.managed_key(&auth, &id).await?;
+    Ok(Json(KeyView::of(&key, state.clock.now())))
+}
+
+/// Edits name, description, permission, scopes or expiry. Never the key value.
+#[utoipa::path(patch, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)), request_body = UpdateKeyBody,
+    responses((status = 200, body = KeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateKeyBody>,
+) -> Result<Json<KeyView>, ApiError> {
+    if body.key.is_some() || body.prefix.is_some() || body.hash.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::ImmutableField,
+            "a key's value, prefix and hash never change; create or rotate a key instead",
+        ));
+    }
+    let now = state.clock.now();
+    let caller = auth.caller.clone();
+    let updated = state
+        .change_key(&auth, &id, AuditAction::KeyUpdated, |before| {
+            let mut after = before.clone();
+            if let Some(name) = &body.name {
+                after.name = KeyName::parse(name)?;
+            }
+            if let Some(description) = &body.description {
+                after.description = description.as_deref().map(Description::parse).transpose()?;
+            }
+            if let Some(permission) = &body.permission {
+                after.permission = parse_permission(permission)?;
+                caller.may_grant(after.permission, after.site_id.as_ref())?;
+            }
+            if let Some(scopes) = &body.scopes {
+                after.scopes = Scopes::parse(scopes)?;
+            }
+            if let Some(expires_at) = &body.expires_at {
+                after.expires_at = expires_at
+                    .as_deref()
+                    .map(|raw| future_time("expires_at", raw, now))
+                    .transpose()?;
+            }
+            Ok(after)
+        })
+        .await?;
+    Ok(Json(KeyView::of(&updated, now)))
+}
+
+async fn set_status(
+    state: &AppState,
+    auth: &Authenticated,
+    id: &str,
+    status: Status,
+) -> Result<KeyView, ApiError> {
+    let action = if status == Status::Blocked {
+        AuditAction::KeyBlocked
+    } else {
+        AuditAction::KeyUnblocked
+    };
+    let updated = state
+        .change_key(auth, id, action, |before| {
+            Ok(KeyRecord {
+                status,
+                ..before.clone()
+            })
+        })
+        .await?;
+    Ok(KeyView::of(&updated, state.clock.now()))
+}
+
+/// Blocks a key: it stops working before this returns; the record stays.
+#[utoipa::path(post, path = "/keys/{id}/block", tag = "keys", params(("id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn block_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    Ok(Json(set_status(&state, &auth, &id, Status::Blocked).await?))
+}
+
+#[utoipa::path(post, path = "/keys/{id}/unblock", tag = "keys", params(("id" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn unblock_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, ApiError> {
+    Ok(Json(set_status(&state, &auth, &id, Status::Active).await?))
+}
+
+/// Deletes a key for good: it stops working before this returns.
+#[utoipa::path(delete, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.delete_key(&auth, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The calling key's own metadata. Any valid key may ask.
+#[utoipa::path(get, path = "/whoami", tag = "keys",
+    responses((status = 200, body = KeyView), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> Json<KeyView> {
+    Json(KeyView::of(&auth.key, state.clock.now()))
+}

@@ -1,0 +1,158 @@
+//! Sites: the Forja seed's unit that keys belong to.
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, Authenticated};
+use crate::routes::{next_cursor, page};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use latchkey_core::{Site, SiteId, SiteName};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Serialize, ToSchema)]
+pub struct SiteView {
+    #[schema(example = "site_01JD2Z6M3X5Q7W9E1R3T5Y7U9I")]
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Site> for SiteView {
+    fn from(site: Site) -> Self {
+        Self {
+            id: site.id.to_string(),
+            name: site.name.as_str().to_owned(),
+            created_at: site.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SiteList {
+    pub data: Vec<SiteView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteBody {
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SiteListQuery {
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u32>,
+}
+
+/// Sites the calling key can see: all for a Master key, its own for any other key.
+#[utoipa::path(get, path = "/sites", tag = "sites", params(SiteListQuery),
+    responses((status = 200, body = SiteList), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_sites(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(query): ApiQuery<SiteListQuery>,
+) -> Result<Json<SiteList>, ApiError> {
+    let (page, limit) = page(query.cursor, query.limit)?;
+    let mut sites = if auth.caller.is_master() {
+        state.store.list_sites(&page).await?
+    } else {
+        let own = match &auth.caller.site_id {
+            Some(id) => state.store.get_site(id).await?,
+            None => None,
+        };
+        own.into_iter()
+            .filter(|site| {
+                page.after
+                    .as_deref()
+                    .is_none_or(|after| site.id.as_str() < after)
+            })
+            .collect()
+    };
+    let next_cursor = next_cursor(&mut sites, limit, |site| site.id.to_string());
+    Ok(Json(SiteList {
+        data: sites.into_iter().map(SiteView::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(post, path = "/sites", tag = "sites", request_body = SiteBody,
+    responses((status = 201, body = SiteView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_site(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiJson(body): ApiJson<SiteBody>,
+) -> Result<(StatusCode, Json<SiteView>), ApiError> {
+    auth.caller.may_manage_sites()?;
+    let site = state
+        .create_site(&auth.actor, SiteName::parse(&body.name)?)
+        .await?;
+    Ok((StatusCode::CREATED, Json(site.into())))
+}
+
+/// A site the caller cannot see is 403 whether or not it exists, so ids cannot be probed.
+fn visible_site(auth: &Authenticated, id: &str) -> Result<SiteId, ApiError> {
+    let id = SiteId::parse(id);
+    match id {
+        Some(id) if auth.caller.can_view_site(&id) => Ok(id),
+        _ if !auth.caller.is_master() => Err(latchkey_core::Denied::SiteNotVisible.into()),
+        _ => Err(ApiError::not_found("site")),
+    }
+}
+
+#[utoipa::path(get, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)),
+    responses((status = 200, body = SiteView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_site(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<SiteView>, ApiError> {
+    let id = visible_site(&auth, &id)?;
+    let site = state
+        .store
+        .get_site(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("site"))?;
+    Ok(Json(site.into()))
+}
+
+#[utoipa::path(patch, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)), request_body = SiteBody,
+    responses((status = 200, body = SiteView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update_site(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SiteBody>,
+) -> Result<Json<SiteView>, ApiError> {
+    auth.caller.may_manage_sites()?;
+    let id = visible_site(&auth, &id)?;
+    let site = state
+        .rename_site(&auth.actor, &id, SiteName::parse(&body.name)?)
+        .await?;
+    Ok(Json(site.into()))
+}
+
+/// Deletes the site and its keys, which stop working before this returns.
+#[utoipa::path(delete, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_site(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    auth.caller.may_manage_sites()?;
+    let id = visible_site(&auth, &id)?;
+    state.delete_site(&auth.actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
