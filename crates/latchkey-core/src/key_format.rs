@@ -47,10 +47,10 @@ impl KeyFormat {
     pub fn generate(&self) -> SecretKey {
         let mut bytes = [0u8; SECRET_BYTES];
         getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
-        self.from_secret_bytes(bytes)
+        self.key_with_secret(bytes)
     }
 
-    fn from_secret_bytes(&self, bytes: [u8; SECRET_BYTES]) -> SecretKey {
+    fn key_with_secret(&self, bytes: [u8; SECRET_BYTES]) -> SecretKey {
         let mut key = String::with_capacity(self.prefix.len() + 1 + SECRET_CHARS + CHECKSUM_CHARS);
         key.push_str(&self.prefix);
         key.push('_');
@@ -269,11 +269,11 @@ mod tests {
     #[test]
     fn the_zero_secret_encodes_to_zeros_and_the_max_secret_fits() {
         let format = KeyFormat::default();
-        let zero = format.from_secret_bytes([0; 32]);
+        let zero = format.key_with_secret([0; 32]);
         assert!(zero.expose()[3..3 + SECRET_CHARS]
             .bytes()
             .all(|b| b == b'0'));
-        let max = format.from_secret_bytes([0xff; 32]);
+        let max = format.key_with_secret([0xff; 32]);
         assert!(ParsedKey::parse(max.expose()).is_ok());
     }
 
@@ -301,7 +301,7 @@ mod tests {
             position in 0usize..52,
             replacement in proptest::sample::select(BASE62.iter().copied().chain(*b"_-.").collect::<Vec<u8>>()),
         ) {
-            let key = KeyFormat::default().from_secret_bytes(secret);
+            let key = KeyFormat::default().key_with_secret(secret);
             let mut bytes = key.expose().as_bytes().to_vec();
             prop_assume!(bytes[position] != replacement);
             bytes[position] = replacement;
@@ -311,7 +311,7 @@ mod tests {
 
         #[test]
         fn every_key_round_trips_through_parse(secret in any::<[u8; 32]>()) {
-            let key = KeyFormat::default().from_secret_bytes(secret);
+            let key = KeyFormat::default().key_with_secret(secret);
             let parsed = ParsedKey::parse(key.expose()).unwrap();
             prop_assert_eq!(parsed.hash(), key.hash());
         }

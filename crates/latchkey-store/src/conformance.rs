@@ -314,10 +314,8 @@ async fn deleting_a_site_deletes_its_keys_and_returns_them(store: SharedStore) {
         .delete_site(&site.id, &event(AuditAction::SiteDeleted).for_site(&site))
         .await
         .unwrap();
-    assert_eq!(
-        deleted.iter().map(|k| k.id.clone()).collect::<Vec<_>>(),
-        [key.id.clone()]
-    );
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].id, key.id);
     assert_eq!(store.get_key(&key.id).await.unwrap(), None);
     assert_eq!(store.get_site(&site.id).await.unwrap(), None);
     let again = store

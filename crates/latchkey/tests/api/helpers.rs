@@ -1,0 +1,210 @@
+//! `spawn_app()` and friends: start the real server on port 0 with a fresh SQLite file.
+
+use latchkey_server::state::AppState;
+use latchkey_server::{Clock, ManualClock, ServerConfig, SystemClock};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub master_key: String,
+    pub state: AppState,
+    pub clock: Option<Arc<ManualClock>>,
+    pub database: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub manual_clock: bool,
+    pub config: ServerConfig,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+    let database = dir.path().join("latchkey.db");
+    let mut app = start(dir, database, options).await;
+    let key = app
+        .state
+        .ensure_bootstrap_key()
+        .await
+        .expect("bootstrap")
+        .expect("an empty database");
+    app.master_key = key.expose().to_owned();
+    app
+}
+
+async fn start(dir: Arc<tempfile::TempDir>, database: PathBuf, options: Options) -> TestApp {
+    let store = latchkey_sqlite::SqliteStore::open(database.to_str().unwrap())
+        .await
+        .expect("open the database");
+    let manual = options
+        .manual_clock
+        .then(|| Arc::new(ManualClock::starting_now()));
+    let clock: Arc<dyn Clock> = match &manual {
+        Some(clock) => clock.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let state = AppState::new(Arc::new(store), options.config, clock);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(latchkey_server::serve(listener, state.clone(), async {
+        let _ = stop.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        master_key: String::new(),
+        state,
+        clock: manual,
+        database,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully (as SIGTERM would) and starts a new one on the same file.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let master_key = self.master_key.clone();
+        let mut app = start(self._dir.clone(), self.database.clone(), Options::default()).await;
+        app.master_key = master_key;
+        app
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.clock
+            .as_ref()
+            .expect("spawned with a manual clock")
+            .advance(by);
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn create_site(&self, name: &str) -> String {
+        let (status, body) = self
+            .post("/api/v1/sites", &self.master_key, json!({ "name": name }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a key as Master; returns (id, full key).
+    pub async fn create_key(&self, permission: &str, site: Option<&str>) -> (String, String) {
+        self.create_key_as(&self.master_key, permission, site).await
+    }
+
+    pub async fn create_key_as(
+        &self,
+        creator: &str,
+        permission: &str,
+        site: Option<&str>,
+    ) -> (String, String) {
+        let body = json!({ "name": format!("{permission} key"), "permission": permission, "site_id": site });
+        let (status, body) = self.post("/api/v1/keys", creator, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn block(&self, id: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/keys/{id}/block"),
+                &self.master_key,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a JSON error: {body}"))
+}
+
+/// Polls `check` until it returns true or `deadline` passes. For eventual effects
+/// (batched last-used writes), never a fixed sleep.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

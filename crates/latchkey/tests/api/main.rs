@@ -1,0 +1,10 @@
+//! Integration tests: the real server on a real port, a fresh database per test, a real
+//! HTTP client. One test binary (modules below) so everything links once.
+
+mod authorization;
+mod errors;
+mod helpers;
+mod keys;
+mod lifecycle;
+mod openapi;
+mod sites;
