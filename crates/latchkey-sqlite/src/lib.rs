@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
 use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
-use latchkey_store::{AuditFilter, Audited, KeyFilter, Page, Store, StoreError, StoreResult};
+use latchkey_store::{
+    AuditFilter, Audited, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -123,6 +125,45 @@ fn event_from_row(row: SqliteRow) -> StoreResult<AuditEvent> {
     .into_event()
 }
 
+async fn insert_key(tx: &mut Transaction<'_, Sqlite>, key: &KeyRecord) -> StoreResult<()> {
+    let row = KeyRow::from_record(key);
+    sqlx::query(&format!(
+        "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(row.id)
+    .bind(row.site_id)
+    .bind(row.name)
+    .bind(row.description)
+    .bind(row.permission)
+    .bind(row.scopes)
+    .bind(row.status)
+    .bind(row.prefix)
+    .bind(row.hash)
+    .bind(row.created_at)
+    .bind(row.created_by)
+    .bind(row.updated_at)
+    .bind(row.last_used_at)
+    .bind(row.expires_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => db_error(error),
+    })?;
+    Ok(())
+}
+
+async fn insert_site(tx: &mut Transaction<'_, Sqlite>, site: &Site) -> StoreResult<()> {
+    sqlx::query("INSERT INTO sites (id, name, created_at) VALUES (?, ?, ?)")
+        .bind(site.id.as_str())
+        .bind(site.name.as_str())
+        .bind(millis(site.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 async fn insert_event(tx: &mut Transaction<'_, Sqlite>, event: &AuditEvent) -> StoreResult<()> {
     let row = AuditRow::from_event(event);
     sqlx::query(
@@ -184,13 +225,7 @@ impl Store for SqliteStore {
 
     async fn create_site(&self, site: Audited<'_, Site>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO sites (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(site.value.id.as_str())
-            .bind(site.value.name.as_str())
-            .bind(millis(site.value.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        insert_site(&mut tx, site.value).await?;
         insert_event(&mut tx, site.event).await?;
         tx.commit().await.map_err(db_error)
     }
@@ -257,32 +292,23 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {
-        let row = KeyRow::from_record(key.value);
         let mut tx = self.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(row.id)
-        .bind(row.site_id)
-        .bind(row.name)
-        .bind(row.description)
-        .bind(row.permission)
-        .bind(row.scopes)
-        .bind(row.status)
-        .bind(row.prefix)
-        .bind(row.hash)
-        .bind(row.created_at)
-        .bind(row.created_by)
-        .bind(row.updated_at)
-        .bind(row.last_used_at)
-        .bind(row.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|error| match &error {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
-            _ => db_error(error),
-        })?;
+        insert_key(&mut tx, key.value).await?;
         insert_event(&mut tx, key.event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn import(&self, batch: &ImportBatch) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for site in &batch.sites {
+            insert_site(&mut tx, site).await?;
+        }
+        for key in &batch.keys {
+            insert_key(&mut tx, key).await?;
+        }
+        for event in &batch.events {
+            insert_event(&mut tx, event).await?;
+        }
         tx.commit().await.map_err(db_error)
     }
 

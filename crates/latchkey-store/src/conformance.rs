@@ -2,8 +2,8 @@
 //! (see `latchkey-sqlite` and `latchkey-postgres`). A backend is done when it passes all.
 
 use crate::{
-    next_version, truncate_to_millis, AuditFilter, Audited, KeyFilter, Page, SharedStore,
-    StoreError,
+    next_version, truncate_to_millis, AuditFilter, Audited, ImportBatch, KeyFilter, Page,
+    SharedStore, StoreError,
 };
 use chrono::{Duration, Utc};
 use latchkey_core::{
@@ -33,6 +33,7 @@ checks!(
     last_used_only_moves_forward,
     audit_events_are_filtered_by_site_key_and_action,
     thirty_two_concurrent_creators_all_succeed,
+    an_import_keeps_ids_hashes_and_times,
 );
 
 fn event(action: AuditAction) -> AuditEvent {
@@ -415,4 +416,32 @@ async fn thirty_two_concurrent_creators_all_succeed(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(listed.len(), 32);
+}
+
+async fn an_import_keeps_ids_hashes_and_times(store: SharedStore) {
+    let site = new_site("imported");
+    let mut key = new_key(Permission::Write, Some(&site.id));
+    key.last_used_at = Some(truncate_to_millis(Utc::now() - Duration::days(3)));
+    let master = new_key(Permission::Master, None);
+    let audit = event(AuditAction::KeyCreated).for_key(&key);
+    let batch = ImportBatch {
+        sites: vec![site.clone()],
+        keys: vec![key.clone(), master.clone()],
+        events: vec![audit.clone()],
+    };
+    store.import(&batch).await.unwrap();
+    assert_eq!(store.get_site(&site.id).await.unwrap(), Some(site));
+    assert_eq!(store.find_key_by_hash(&key.hash).await.unwrap(), Some(key));
+    assert_eq!(store.get_key(&master.id).await.unwrap(), Some(master));
+    let events = store
+        .list_audit(
+            &AuditFilter::default(),
+            &Page {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(events, [audit]);
 }

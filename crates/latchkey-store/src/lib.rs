@@ -92,6 +92,37 @@ pub trait Store: Send + Sync + 'static {
     async fn record_last_used(&self, uses: &[(KeyId, DateTime<Utc>)]) -> StoreResult<()>;
 
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Bulk copy for `latchkey migrate` and for seeding benchmarks: inserts records as
+    /// they are (ids, hashes, times kept), in one transaction per call, without audit.
+    async fn import(&self, batch: &ImportBatch) -> StoreResult<()>;
+
+    /// Changes made by *other* instances sharing this database, for backends that have
+    /// several (PostgreSQL `LISTEN/NOTIFY`). `None` for single-instance backends.
+    async fn watch_invalidations(
+        &self,
+    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
+        Ok(None)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ImportBatch {
+    pub sites: Vec<Site>,
+    pub keys: Vec<KeyRecord>,
+    pub events: Vec<AuditEvent>,
+}
+
+/// A message from the invalidation feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// This key changed or was deleted somewhere: drop it from the cache.
+    Key(KeyHash),
+    /// The feed's connection was lost: notifications may be missing until `Resumed`, so
+    /// every cached answer must be dropped and the cache bypassed meanwhile.
+    Lost,
+    /// The feed is listening again; caching may resume.
+    Resumed,
 }
 
 pub type SharedStore = Arc<dyn Store>;
