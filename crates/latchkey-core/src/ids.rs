@@ -40,6 +40,15 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The id without its type prefix, as 16 bytes (compact, for caches).
+            pub fn ulid(&self) -> ulid::Ulid {
+                ulid::Ulid::from_string(&self.0[$prefix.len()..]).expect("ids are built valid")
+            }
+
+            pub fn from_ulid(ulid: ulid::Ulid) -> Self {
+                Self(format!("{}{}", $prefix, ulid))
+            }
         }
 
         impl fmt::Display for $type {
@@ -76,5 +85,6 @@ mod tests {
         assert_eq!(KeyId::parse(id.as_str()), Some(id.clone()));
         assert_eq!(SiteId::parse(id.as_str()), None);
         assert_eq!(KeyId::parse("key_nope"), None);
+        assert_eq!(KeyId::from_ulid(id.ulid()), id);
     }
 }

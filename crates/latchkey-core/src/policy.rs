@@ -7,7 +7,7 @@
 
 use crate::ids::SiteId;
 use crate::records::KeyRecord;
-use crate::values::Permission;
+use crate::values::{Permission, Scopes};
 
 /// The authenticated key making a request, reduced to what the policy needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +115,41 @@ impl Caller {
     }
 }
 
+/// What a protected route demands of a key, for the verify and forward-auth endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Requirement {
+    pub permission: Option<Permission>,
+    pub scopes: Scopes,
+    /// The site the request is for; a Master key fits every site.
+    pub site: Option<ulid::Ulid>,
+}
+
+/// Why a usable key does not meet a `Requirement`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmet {
+    InsufficientPermission,
+    MissingScope,
+    WrongSite,
+}
+
+impl Requirement {
+    /// Checks site first (a key of another site learns nothing else), then level, then scopes.
+    pub fn check(&self, permission: Permission, site: Option<ulid::Ulid>, scopes: &Scopes) -> Result<(), Unmet> {
+        if let Some(required) = self.site {
+            if permission != Permission::Master && site != Some(required) {
+                return Err(Unmet::WrongSite);
+            }
+        }
+        if self.permission.is_some_and(|required| permission < required) {
+            return Err(Unmet::InsufficientPermission);
+        }
+        if !scopes.contains_all(&self.scopes) {
+            return Err(Unmet::MissingScope);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +225,17 @@ mod tests {
             Err(Denied::Invalid(_))
         ));
         assert_eq!(master.listing_scope(None), Ok(None));
+    }
+
+    #[test]
+    fn a_requirement_checks_site_then_level_then_scopes() {
+        let site = SiteId::generate().ulid();
+        let scopes = Scopes::parse(&["flows:execute"]).unwrap();
+        let need = Requirement { permission: Some(Permission::Write), scopes: scopes.clone(), site: Some(site) };
+        assert_eq!(need.check(Permission::Write, Some(site), &scopes), Ok(()));
+        assert_eq!(need.check(Permission::Read, Some(site), &scopes), Err(Unmet::InsufficientPermission));
+        assert_eq!(need.check(Permission::Admin, Some(site), &Scopes::default()), Err(Unmet::MissingScope));
+        assert_eq!(need.check(Permission::Admin, Some(SiteId::generate().ulid()), &scopes), Err(Unmet::WrongSite));
+        assert_eq!(need.check(Permission::Master, None, &scopes), Ok(()));
     }
 }

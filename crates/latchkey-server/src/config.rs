@@ -1,6 +1,7 @@
 //! The server's configuration, as a value passed in (no global state). The binary builds
 //! it from flags and environment variables; tests build it directly.
 
+use crate::throttle::ThrottleConfig;
 use axum::http::HeaderMap;
 use latchkey_core::KeyFormat;
 use std::net::IpAddr;
@@ -19,6 +20,8 @@ pub struct ServerConfig {
     pub negative_cache_ttl: Duration,
     /// How often last-used times are written to the store.
     pub last_used_flush_interval: Duration,
+    /// Throttling of repeated failed verifications per client address.
+    pub failure_throttle: ThrottleConfig,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +33,7 @@ impl Default for ServerConfig {
             cache_max_staleness: Duration::from_secs(5),
             negative_cache_ttl: Duration::from_secs(2),
             last_used_flush_interval: Duration::from_secs(1),
+            failure_throttle: ThrottleConfig::default(),
         }
     }
 }

@@ -3,12 +3,13 @@
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::verification::{KeyLookup, RefusalReason};
+use crate::verification::{KeyLookup, RefusalReason, VerifiedKey};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use latchkey_core::{Actor, Caller, KeyRecord};
+use latchkey_core::key_format::DISPLAY_PREFIX_CHARS;
+use latchkey_core::{Actor, Caller};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -82,7 +83,7 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
 
 /// The authenticated key making a management request.
 pub struct Authenticated {
-    pub key: Arc<KeyRecord>,
+    pub key: Arc<VerifiedKey>,
     pub caller: Caller,
     pub actor: Actor,
 }
@@ -99,17 +100,24 @@ impl FromRequestParts<AppState> for Authenticated {
                     "send the API key in the X-API-Key header",
                 )
             })?;
-        let key = match state.verifier.check(presented, state.clock.now()).await? {
+        let now = state.clock.now();
+        let key = match state.verifier.check(presented, now).await? {
             KeyLookup::Usable(key) => key,
+            KeyLookup::Refused(RefusalReason::NotFound, _) => {
+                let ip = client_ip(parts, state);
+                let refused = refusal_error(RefusalReason::NotFound);
+                return Err(throttled(state, ip, now).unwrap_or(refused));
+            }
             KeyLookup::Refused(reason, _) => return Err(refusal_error(reason)),
         };
         let caller = Caller {
             permission: key.permission,
-            site_id: key.site_id.clone(),
+            site_id: key.site_id(),
         };
         let actor = Actor {
-            key_id: Some(key.id.clone()),
-            key_prefix: Some(key.prefix.as_str().to_owned()),
+            key_id: Some(key.id()),
+            // The presented key passed its checksum, so it has more than 12 ASCII characters.
+            key_prefix: Some(presented[..DISPLAY_PREFIX_CHARS].to_owned()),
             source_ip: client_ip(parts, state).map(|ip| ip.to_string()),
         };
         Ok(Authenticated { key, caller, actor })
@@ -124,4 +132,13 @@ pub fn refusal_error(reason: RefusalReason) -> ApiError {
         RefusalReason::Blocked => ApiError::new(ErrorCode::KeyBlocked, "the API key is blocked"),
         RefusalReason::Expired => ApiError::new(ErrorCode::KeyExpired, "the API key has expired"),
     }
+}
+
+/// Counts a failed verification from `ip`; returns the 429 to answer instead when the
+/// address is over its limit.
+pub fn throttled(state: &AppState, ip: Option<IpAddr>, now: chrono::DateTime<chrono::Utc>) -> Option<ApiError> {
+    let retry_after = state.throttle.record_failure(ip, now.timestamp())?;
+    let mut error = ApiError::new(ErrorCode::RateLimited, "too many failed verifications from this address; retry later");
+    error.retry_after_seconds = Some(retry_after);
+    Some(error)
 }

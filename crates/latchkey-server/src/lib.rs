@@ -9,6 +9,7 @@ pub mod extract;
 pub mod management;
 pub mod routes;
 pub mod state;
+pub mod throttle;
 pub mod verification;
 
 use crate::error::{ApiError, ErrorCode};
@@ -51,7 +52,7 @@ impl utoipa::Modify for ApiKeySecurity {
 
 /// Every route with its OpenAPI description: registering a route here is what documents it.
 fn api_routes() -> OpenApiRouter<AppState> {
-    use routes::{audit, keys, sites};
+    use routes::{audit, keys, sites, verify};
     OpenApiRouter::new()
         .routes(routes!(sites::list_sites, sites::create_site))
         .routes(routes!(
@@ -65,6 +66,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::unblock_key))
         .routes(routes!(keys::whoami))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(verify::verify_key))
+        .routes(routes!(verify::forward_auth))
 }
 
 /// The whole application: routes, OpenAPI document, JSON fallbacks, body limit.
@@ -131,6 +134,7 @@ async fn flush_last_used_periodically(
             _ = ticks.tick() => {}
             _ = stopped.changed() => return,
         }
+        state.throttle.prune(state.clock.now().timestamp());
         if let Err(error) = state.verifier.flush_last_used().await {
             tracing::warn!(%error, "could not write last-used times; will retry");
         }

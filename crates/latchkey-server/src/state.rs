@@ -2,6 +2,7 @@
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::throttle::FailureThrottle;
 use crate::verification::Verifier;
 use latchkey_store::SharedStore;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
+    pub throttle: Arc<FailureThrottle>,
 }
 
 impl AppState {
@@ -22,11 +24,7 @@ impl AppState {
             config.cache_max_staleness,
             config.negative_cache_ttl,
         ));
-        Self {
-            store,
-            verifier,
-            clock,
-            config: Arc::new(config),
-        }
+        let throttle = Arc::new(FailureThrottle::new(config.failure_throttle));
+        Self { store, verifier, clock, config: Arc::new(config), throttle }
     }
 }

@@ -14,11 +14,13 @@
 //!   second changes is the key queued for the next batched flush. No write per request.
 
 use chrono::{DateTime, Utc};
-use latchkey_core::{KeyHash, KeyId, KeyRecord, KeyState, ParsedKey};
+use latchkey_core::{
+    KeyHash, KeyId, KeyRecord, KeyState, ParsedKey, Permission, Scopes, SiteId, Status, Ulid,
+};
 use latchkey_store::{SharedStore, StoreError};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,25 +33,80 @@ pub enum RefusalReason {
 }
 
 pub enum KeyLookup {
-    Usable(Arc<KeyRecord>),
-    /// Refused, with the record when the key exists (for the verify API's metadata).
-    Refused(RefusalReason, Option<Arc<KeyRecord>>),
+    Usable(Arc<VerifiedKey>),
+    /// Refused, with the key when it exists (for the verify API's metadata).
+    Refused(RefusalReason, Option<Arc<VerifiedKey>>),
 }
 
-struct CachedKey {
-    record: Arc<KeyRecord>,
-    loaded_at: Instant,
-    /// The last second in which this key was recorded as used (Unix seconds).
-    last_used_second: AtomicI64,
+/// What the verification path keeps of a key: only what answering needs, packed small
+/// (ids as 16-byte ULIDs, times as integers) because a million of these may be resident.
+pub struct VerifiedKey {
+    id: Ulid,
+    site: Option<Ulid>,
+    pub permission: Permission,
+    status: Status,
+    expires_at_ms: Option<i64>,
+    pub name: Box<str>,
+    pub scopes: Scopes,
+    /// Seconds since the verifier started, when this entry was read from the store.
+    loaded_at: u32,
+    /// The last second (Unix) in which this key was recorded as used.
+    last_used_second: AtomicU32,
+}
+
+impl VerifiedKey {
+    fn from_record(record: &KeyRecord, loaded_at: u32) -> Self {
+        Self {
+            id: record.id.ulid(),
+            site: record.site_id.as_ref().map(SiteId::ulid),
+            permission: record.permission,
+            status: record.status,
+            expires_at_ms: record.expires_at.map(|at| at.timestamp_millis()),
+            name: record.name.as_str().into(),
+            scopes: record.scopes.clone(),
+            loaded_at,
+            last_used_second: AtomicU32::new(0),
+        }
+    }
+
+    pub fn id(&self) -> KeyId {
+        KeyId::from_ulid(self.id)
+    }
+
+    pub fn site_id(&self) -> Option<SiteId> {
+        self.site.map(SiteId::from_ulid)
+    }
+
+    pub fn site_ulid(&self) -> Option<Ulid> {
+        self.site
+    }
+
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.expires_at_ms.and_then(DateTime::from_timestamp_millis)
+    }
+
+    /// Blocked wins over expired, as in `KeyRecord::state_at`.
+    pub fn state_at(&self, now: DateTime<Utc>) -> KeyState {
+        if self.status == Status::Blocked {
+            KeyState::Blocked
+        } else if self.expires_at_ms.is_some_and(|expiry| expiry <= now.timestamp_millis()) {
+            KeyState::Expired
+        } else {
+            KeyState::Active
+        }
+    }
 }
 
 pub struct Verifier {
     store: SharedStore,
-    known: quick_cache::sync::Cache<KeyHash, Arc<CachedKey>>,
+    started: Instant,
+    known: quick_cache::sync::Cache<KeyHash, Arc<VerifiedKey>>,
     unknown: quick_cache::sync::Cache<KeyHash, Instant>,
     max_staleness: Duration,
     negative_ttl: Duration,
-    pending_last_used: Mutex<HashMap<KeyId, DateTime<Utc>>>,
+    /// Set while cross-instance notifications may be missing: every check reads the store.
+    bypass_cache: AtomicBool,
+    pending_last_used: Mutex<HashMap<Ulid, DateTime<Utc>>>,
 }
 
 impl Verifier {
@@ -61,50 +118,52 @@ impl Verifier {
     ) -> Self {
         Self {
             store,
+            started: Instant::now(),
             known: quick_cache::sync::Cache::new(capacity.max(16)),
             // Bounded separately so that random keys can never evict real ones.
             unknown: quick_cache::sync::Cache::new((capacity / 4).clamp(16, 100_000)),
             max_staleness,
             negative_ttl,
+            bypass_cache: AtomicBool::new(false),
             pending_last_used: Mutex::new(HashMap::new()),
         }
     }
 
     /// Checks a presented key at `now`. A usable key is recorded as used.
-    pub async fn check(
-        &self,
-        presented: &str,
-        now: DateTime<Utc>,
-    ) -> Result<KeyLookup, StoreError> {
+    pub async fn check(&self, presented: &str, now: DateTime<Utc>) -> Result<KeyLookup, StoreError> {
         let Ok(parsed) = ParsedKey::parse(presented) else {
             return Ok(KeyLookup::Refused(RefusalReason::NotFound, None));
         };
-        let Some(cached) = self.lookup(parsed.hash()).await? else {
+        let Some(key) = self.lookup(parsed.hash()).await? else {
             return Ok(KeyLookup::Refused(RefusalReason::NotFound, None));
         };
-        let record = cached.record.clone();
-        match record.state_at(now) {
+        match key.state_at(now) {
             KeyState::Active => {
-                self.record_use(&cached, now);
-                Ok(KeyLookup::Usable(record))
+                self.record_use(&key, now);
+                Ok(KeyLookup::Usable(key))
             }
-            KeyState::Blocked => Ok(KeyLookup::Refused(RefusalReason::Blocked, Some(record))),
-            KeyState::Expired => Ok(KeyLookup::Refused(RefusalReason::Expired, Some(record))),
+            KeyState::Blocked => Ok(KeyLookup::Refused(RefusalReason::Blocked, Some(key))),
+            KeyState::Expired => Ok(KeyLookup::Refused(RefusalReason::Expired, Some(key))),
         }
     }
 
-    async fn lookup(&self, hash: KeyHash) -> Result<Option<Arc<CachedKey>>, StoreError> {
+    fn seconds_since_start(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    async fn lookup(&self, hash: KeyHash) -> Result<Option<Arc<VerifiedKey>>, StoreError> {
+        if self.bypass_cache.load(Ordering::Acquire) {
+            let record = self.store.find_key_by_hash(&hash).await?;
+            return Ok(record.map(|r| Arc::new(VerifiedKey::from_record(&r, self.seconds_since_start()))));
+        }
+        let max_age = self.max_staleness.as_secs_f64();
         if let Some(cached) = self.known.get(&hash) {
-            if cached.loaded_at.elapsed() < self.max_staleness {
+            if f64::from(self.seconds_since_start() - cached.loaded_at) < max_age {
                 return Ok(Some(cached));
             }
             self.known.remove(&hash);
         }
-        if self
-            .unknown
-            .get(&hash)
-            .is_some_and(|since| since.elapsed() < self.negative_ttl)
-        {
+        if self.unknown.get(&hash).is_some_and(|since| since.elapsed() < self.negative_ttl) {
             return Ok(None);
         }
         let guard = match self.known.get_value_or_guard_async(&hash).await {
@@ -113,14 +172,10 @@ impl Verifier {
         };
         match self.store.find_key_by_hash(&hash).await? {
             Some(record) => {
-                let cached = Arc::new(CachedKey {
-                    record: Arc::new(record),
-                    loaded_at: Instant::now(),
-                    last_used_second: AtomicI64::new(i64::MIN),
-                });
+                let key = Arc::new(VerifiedKey::from_record(&record, self.seconds_since_start()));
                 // Err means `forget` ran meanwhile: serve this answer once, cache nothing.
-                let _ = guard.insert(cached.clone());
-                Ok(Some(cached))
+                let _ = guard.insert(key.clone());
+                Ok(Some(key))
             }
             None => {
                 drop(guard);
@@ -130,11 +185,11 @@ impl Verifier {
         }
     }
 
-    fn record_use(&self, cached: &CachedKey, now: DateTime<Utc>) {
-        let second = now.timestamp();
-        if cached.last_used_second.fetch_max(second, Ordering::Relaxed) < second {
+    fn record_use(&self, key: &VerifiedKey, now: DateTime<Utc>) {
+        let second = now.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+        if key.last_used_second.fetch_max(second, Ordering::Relaxed) < second {
             let mut pending = self.pending_last_used.lock();
-            let entry = pending.entry(cached.record.id.clone()).or_insert(now);
+            let entry = pending.entry(key.id).or_insert(now);
             *entry = (*entry).max(now);
         }
     }
@@ -145,24 +200,34 @@ impl Verifier {
         self.unknown.remove(hash);
     }
 
-    /// Drops every cached answer (e.g. when cross-instance notifications were lost).
-    pub fn forget_all(&self) {
+    /// Notifications from other instances may be lost from now on: drop every cached
+    /// answer and read the store on every check until `resume_caching`.
+    pub fn bypass_cache_until_resumed(&self) {
+        self.bypass_cache.store(true, Ordering::Release);
         self.known.clear();
         self.unknown.clear();
     }
 
+    /// Notifications flow again. Anything cached before the gap is already gone; clear
+    /// once more for loads that raced with the gap.
+    pub fn resume_caching(&self) {
+        self.known.clear();
+        self.unknown.clear();
+        self.bypass_cache.store(false, Ordering::Release);
+    }
+
     /// Writes queued last-used times to the store. On failure they are queued again.
     pub async fn flush_last_used(&self) -> Result<usize, StoreError> {
+        let taken: Vec<(Ulid, DateTime<Utc>)> =
+            std::mem::take(&mut *self.pending_last_used.lock()).into_iter().collect();
         let batch: Vec<(KeyId, DateTime<Utc>)> =
-            std::mem::take(&mut *self.pending_last_used.lock())
-                .into_iter()
-                .collect();
+            taken.iter().map(|(id, at)| (KeyId::from_ulid(*id), *at)).collect();
         if batch.is_empty() {
             return Ok(0);
         }
         if let Err(error) = self.store.record_last_used(&batch).await {
             let mut pending = self.pending_last_used.lock();
-            for (id, at) in batch {
+            for (id, at) in taken {
                 let entry = pending.entry(id).or_insert(at);
                 *entry = (*entry).max(at);
             }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod keys;
 pub mod meta;
 pub mod sites;
+pub mod verify;
 
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};

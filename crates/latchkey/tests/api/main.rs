@@ -8,3 +8,4 @@ mod keys;
 mod lifecycle;
 mod openapi;
 mod sites;
+mod verification;

@@ -21,6 +21,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/keys/{id}/unblock"),
     ("get", "/api/v1/whoami"),
     ("get", "/api/v1/audit"),
+    ("post", "/api/v1/verify"),
+    ("get", "/api/v1/auth"),
 ];
 
 #[tokio::test]
