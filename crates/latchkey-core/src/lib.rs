@@ -11,8 +11,8 @@ pub mod values;
 
 pub use audit::{Actor, AuditAction, AuditChange, AuditEvent};
 pub use ids::{EventId, KeyId, SiteId};
-pub use ulid::Ulid;
 pub use key_format::{KeyFormat, KeyHash, KeyPrefix, MalformedKey, ParsedKey, SecretKey};
 pub use policy::{Caller, Denied, Requirement, Unmet};
 pub use records::{KeyRecord, KeyState, Site};
+pub use ulid::Ulid;
 pub use values::{Description, InvalidValue, KeyName, Permission, Scope, Scopes, SiteName, Status};

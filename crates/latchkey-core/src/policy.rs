@@ -134,13 +134,21 @@ pub enum Unmet {
 
 impl Requirement {
     /// Checks site first (a key of another site learns nothing else), then level, then scopes.
-    pub fn check(&self, permission: Permission, site: Option<ulid::Ulid>, scopes: &Scopes) -> Result<(), Unmet> {
+    pub fn check(
+        &self,
+        permission: Permission,
+        site: Option<ulid::Ulid>,
+        scopes: &Scopes,
+    ) -> Result<(), Unmet> {
         if let Some(required) = self.site {
             if permission != Permission::Master && site != Some(required) {
                 return Err(Unmet::WrongSite);
             }
         }
-        if self.permission.is_some_and(|required| permission < required) {
+        if self
+            .permission
+            .is_some_and(|required| permission < required)
+        {
             return Err(Unmet::InsufficientPermission);
         }
         if !scopes.contains_all(&self.scopes) {
@@ -231,11 +239,24 @@ mod tests {
     fn a_requirement_checks_site_then_level_then_scopes() {
         let site = SiteId::generate().ulid();
         let scopes = Scopes::parse(&["flows:execute"]).unwrap();
-        let need = Requirement { permission: Some(Permission::Write), scopes: scopes.clone(), site: Some(site) };
+        let need = Requirement {
+            permission: Some(Permission::Write),
+            scopes: scopes.clone(),
+            site: Some(site),
+        };
         assert_eq!(need.check(Permission::Write, Some(site), &scopes), Ok(()));
-        assert_eq!(need.check(Permission::Read, Some(site), &scopes), Err(Unmet::InsufficientPermission));
-        assert_eq!(need.check(Permission::Admin, Some(site), &Scopes::default()), Err(Unmet::MissingScope));
-        assert_eq!(need.check(Permission::Admin, Some(SiteId::generate().ulid()), &scopes), Err(Unmet::WrongSite));
+        assert_eq!(
+            need.check(Permission::Read, Some(site), &scopes),
+            Err(Unmet::InsufficientPermission)
+        );
+        assert_eq!(
+            need.check(Permission::Admin, Some(site), &Scopes::default()),
+            Err(Unmet::MissingScope)
+        );
+        assert_eq!(
+            need.check(Permission::Admin, Some(SiteId::generate().ulid()), &scopes),
+            Err(Unmet::WrongSite)
+        );
         assert_eq!(need.check(Permission::Master, None, &scopes), Ok(()));
     }
 }

@@ -136,9 +136,16 @@ pub fn refusal_error(reason: RefusalReason) -> ApiError {
 
 /// Counts a failed verification from `ip`; returns the 429 to answer instead when the
 /// address is over its limit.
-pub fn throttled(state: &AppState, ip: Option<IpAddr>, now: chrono::DateTime<chrono::Utc>) -> Option<ApiError> {
+pub fn throttled(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<ApiError> {
     let retry_after = state.throttle.record_failure(ip, now.timestamp())?;
-    let mut error = ApiError::new(ErrorCode::RateLimited, "too many failed verifications from this address; retry later");
+    let mut error = ApiError::new(
+        ErrorCode::RateLimited,
+        "too many failed verifications from this address; retry later",
+    );
     error.retry_after_seconds = Some(retry_after);
     Some(error)
 }

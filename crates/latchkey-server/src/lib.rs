@@ -16,6 +16,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::Json;
+use latchkey_store::Invalidation;
 use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
@@ -108,6 +109,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    follow_invalidations(&state).await?;
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_last_used_periodically(state.clone(), stopped));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -139,4 +141,39 @@ async fn flush_last_used_periodically(
             tracing::warn!(%error, "could not write last-used times; will retry");
         }
     }
+}
+
+/// Applies changes made by other instances (PostgreSQL `LISTEN/NOTIFY`) to this
+/// instance's cache. While the feed is down, the cache is bypassed: a lost notification
+/// must never leave a blocked key cached as usable.
+async fn follow_invalidations(state: &AppState) -> std::io::Result<()> {
+    let feed = state
+        .store
+        .watch_invalidations()
+        .await
+        .map_err(std::io::Error::other)?;
+    let Some(mut feed) = feed else {
+        return Ok(());
+    };
+    let verifier = state.verifier.clone();
+    tokio::spawn(async move {
+        while let Some(message) = feed.recv().await {
+            match message {
+                Invalidation::Key(hash) => verifier.forget(&hash),
+                Invalidation::Lost => {
+                    tracing::warn!(
+                        "lost the invalidation feed; serving from the database until it is back"
+                    );
+                    verifier.bypass_cache_until_resumed();
+                }
+                Invalidation::Resumed => {
+                    tracing::info!("invalidation feed is back; caching again");
+                    verifier.resume_caching();
+                }
+            }
+        }
+        // The feed ended for good: never trust the cache again in this process.
+        verifier.bypass_cache_until_resumed();
+    });
+    Ok(())
 }

@@ -6,10 +6,13 @@ use clap::{Args, Parser, Subcommand};
 use latchkey_core::KeyFormat;
 use latchkey_server::config::TrustedProxies;
 use latchkey_server::state::AppState;
+use latchkey_server::throttle::ThrottleConfig;
 use latchkey_server::{ServerConfig, SystemClock};
 use latchkey_store::SharedStore;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod migrate;
 
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "Self-hosted API key management")]
@@ -26,11 +29,27 @@ enum Command {
     Bootstrap(DatabaseArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Copy everything (sites, keys with their hashes, audit) from one database to
+    /// another, e.g. from SQLite to PostgreSQL, without re-issuing a single key.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The source database: a file path, `sqlite://` or `postgres://` URL.
+    #[arg(long)]
+    from: String,
+    /// The target database; must be empty unless `--force`.
+    #[arg(long)]
+    to: String,
+    /// Copy into a target that already holds data.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
 struct DatabaseArgs {
-    /// A file path or `sqlite://` URL.
+    /// A file path or `sqlite://` URL (embedded SQLite), or a `postgres://` URL.
     #[arg(long, env = "LATCHKEY_DATABASE", default_value = "latchkey.db")]
     database: String,
     /// The prefix of every key this deployment issues (`lk_...`).
@@ -53,14 +72,17 @@ struct ServeArgs {
     /// The longest a cached answer is served without re-reading the store, in seconds.
     #[arg(long, env = "LATCHKEY_CACHE_MAX_STALENESS", default_value_t = 5.0)]
     cache_max_staleness: f64,
+    /// Failed verifications (unknown keys) allowed per client address and window; 0 = off.
+    #[arg(long, env = "LATCHKEY_FAILURE_LIMIT", default_value_t = 60)]
+    failure_limit: u32,
+    /// The throttling window, in seconds.
+    #[arg(long, env = "LATCHKEY_FAILURE_WINDOW", default_value_t = 60)]
+    failure_window: u32,
 }
 
 impl DatabaseArgs {
     async fn open(&self) -> anyhow::Result<SharedStore> {
-        let store = latchkey_sqlite::SqliteStore::open(&self.database)
-            .await
-            .with_context(|| format!("could not open the database {:?}", self.database))?;
-        Ok(Arc::new(store))
+        open_store(&self.database).await
     }
 
     fn key_format(&self) -> anyhow::Result<KeyFormat> {
@@ -70,6 +92,26 @@ impl DatabaseArgs {
             )
         })
     }
+}
+
+/// Picks the backend from the location: `postgres://` (or `postgresql://`) URLs go to
+/// PostgreSQL, anything else is an SQLite file.
+async fn open_store(location: &str) -> anyhow::Result<SharedStore> {
+    let store: SharedStore =
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Arc::new(
+                latchkey_postgres::PostgresStore::open(location)
+                    .await
+                    .context("could not open PostgreSQL")?,
+            )
+        } else {
+            Arc::new(
+                latchkey_sqlite::SqliteStore::open(location)
+                    .await
+                    .with_context(|| format!("could not open the SQLite database {location:?}"))?,
+            )
+        };
+    Ok(store)
 }
 
 #[tokio::main]
@@ -84,6 +126,11 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Bootstrap(args) => bootstrap(args).await,
+        Command::Migrate(args) => {
+            let from = open_store(&args.from).await?;
+            let to = open_store(&args.to).await?;
+            migrate::copy_everything(from.as_ref(), to.as_ref(), args.force).await
+        }
         Command::Openapi => {
             println!(
                 "{}",
@@ -103,6 +150,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         cache_capacity: args.cache_capacity,
         cache_max_staleness: Duration::from_secs_f64(args.cache_max_staleness),
+        failure_throttle: ThrottleConfig {
+            max_failures: args.failure_limit,
+            window_seconds: args.failure_window,
+        },
         ..ServerConfig::default()
     };
     let state = AppState::new(args.database.open().await?, config, Arc::new(SystemClock));

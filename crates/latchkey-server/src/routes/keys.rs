@@ -322,8 +322,15 @@ pub async fn delete_key(
 #[utoipa::path(get, path = "/whoami", tag = "keys",
     responses((status = 200, body = KeyView), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> Result<Json<KeyView>, ApiError> {
+pub async fn whoami(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<KeyView>, ApiError> {
     // The cache holds only what verification needs; the full record comes from the store.
-    let key = state.store.get_key(&auth.key.id()).await?.ok_or_else(|| ApiError::not_found("key"))?;
+    let key = state
+        .store
+        .get_key(&auth.key.id())
+        .await?
+        .ok_or_else(|| ApiError::not_found("key"))?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }

@@ -2,6 +2,7 @@
 
 use latchkey_server::state::AppState;
 use latchkey_server::{Clock, ManualClock, ServerConfig, SystemClock};
+use latchkey_store::SharedStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -16,8 +17,10 @@ pub struct TestApp {
     pub master_key: String,
     pub state: AppState,
     pub clock: Option<Arc<ManualClock>>,
-    pub database: PathBuf,
+    pub database: Database,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Whether dropping this app removes its PostgreSQL schema (not when restarted).
+    owns_database: bool,
     server: Option<JoinHandle<std::io::Result<()>>>,
     _dir: Arc<tempfile::TempDir>,
 }
@@ -32,9 +35,67 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
+/// Where a test's data lives: its own SQLite file, or its own PostgreSQL schema.
+/// `LATCHKEY_TEST_ENGINE=postgres` runs the whole suite on PostgreSQL.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+impl Database {
+    fn fresh(dir: &tempfile::TempDir) -> Self {
+        match std::env::var("LATCHKEY_TEST_ENGINE").as_deref() {
+            Ok("postgres") => {
+                let mut suffix = [0u8; 8];
+                getrandom::fill(&mut suffix).unwrap();
+                let schema = format!(
+                    "api_test_{}",
+                    suffix
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                );
+                Database::Postgres {
+                    url: postgres_url(),
+                    schema,
+                }
+            }
+            Ok("sqlite") | Err(_) => Database::Sqlite(dir.path().join("latchkey.db")),
+            Ok(other) => panic!("LATCHKEY_TEST_ENGINE must be sqlite or postgres, not {other:?}"),
+        }
+    }
+
+    pub async fn open(&self) -> SharedStore {
+        match self {
+            Database::Sqlite(path) => {
+                Arc::new(latchkey_sqlite::SqliteStore::open(path.to_str().unwrap()).await.expect("open SQLite"))
+            }
+            Database::Postgres { url, schema } => Arc::new(
+                latchkey_postgres::PostgresStore::open_in_schema(url, schema).await.unwrap_or_else(|error| {
+                    panic!("PostgreSQL is not reachable at {url} ({error}); start it or set LATCHKEY_TEST_POSTGRES_URL")
+                }),
+            ),
+        }
+    }
+
+    /// The `--database` argument for a `latchkey` process on this data.
+    pub fn url(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres { url, schema } => format!("{url}?options=-csearch_path%3D{schema}"),
+        }
+    }
+}
+
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
-    let database = dir.path().join("latchkey.db");
+    let database = Database::fresh(&dir);
     let mut app = start(dir, database, options).await;
     let key = app
         .state
@@ -46,10 +107,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     app
 }
 
-async fn start(dir: Arc<tempfile::TempDir>, database: PathBuf, options: Options) -> TestApp {
-    let store = latchkey_sqlite::SqliteStore::open(database.to_str().unwrap())
-        .await
-        .expect("open the database");
+async fn start(dir: Arc<tempfile::TempDir>, database: Database, options: Options) -> TestApp {
+    let store = database.open().await;
     let manual = options
         .manual_clock
         .then(|| Arc::new(ManualClock::starting_now()));
@@ -57,7 +116,7 @@ async fn start(dir: Arc<tempfile::TempDir>, database: PathBuf, options: Options)
         Some(clock) => clock.clone(),
         None => Arc::new(SystemClock),
     };
-    let state = AppState::new(Arc::new(store), options.config, clock);
+    let state = AppState::new(store, options.config, clock);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -72,6 +131,7 @@ async fn start(dir: Arc<tempfile::TempDir>, database: PathBuf, options: Options)
         clock: manual,
         database,
         shutdown: Some(shutdown),
+        owns_database: true,
         server: Some(server),
         _dir: dir,
     }
@@ -81,6 +141,7 @@ impl TestApp {
     /// Stops the server gracefully (as SIGTERM would) and starts a new one on the same file.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
+        self.owns_database = false;
         let master_key = self.master_key.clone();
         let mut app = start(self._dir.clone(), self.database.clone(), Options::default()).await;
         app.master_key = master_key;
@@ -183,7 +244,30 @@ impl Drop for TestApp {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        if let (true, Database::Postgres { url, schema }) = (self.owns_database, &self.database) {
+            drop_schema(url.clone(), schema.clone());
+        }
     }
+}
+
+/// Removes a test's PostgreSQL schema. Runs on its own thread and runtime because `Drop`
+/// cannot await; best effort (a leftover schema is harmless and uniquely named).
+fn drop_schema(url: String, schema: String) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut connection)
+                    .await;
+            }
+        });
+    })
+    .join();
 }
 
 pub fn error_code(body: &Value) -> &str {

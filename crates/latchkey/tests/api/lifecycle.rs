@@ -34,14 +34,9 @@ async fn a_graceful_stop_writes_last_used_times_still_in_memory() {
     app.get("/api/v1/whoami", &key).await;
     // Stop at once: the periodic flush has most likely not run; the shutdown flush must.
     app.stop().await;
-    let store = latchkey_sqlite::SqliteStore::open(app.database.to_str().unwrap())
-        .await
-        .unwrap();
+    let store = app.database.open().await;
     let id = latchkey_core::KeyId::parse(&id).unwrap();
-    let stored = latchkey_store::Store::get_key(&store, &id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = store.get_key(&id).await.unwrap().unwrap();
     assert!(stored.last_used_at.is_some());
 }
 

@@ -6,6 +6,7 @@ mod errors;
 mod helpers;
 mod keys;
 mod lifecycle;
+mod nginx;
 mod openapi;
 mod sites;
 mod verification;
