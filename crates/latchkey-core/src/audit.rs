@@ -50,10 +50,7 @@ impl FromStr for AuditAction {
     type Err = ();
 
     fn from_str(raw: &str) -> Result<Self, ()> {
-        AuditAction::ALL
-            .into_iter()
-            .find(|a| a.as_str() == raw)
-            .ok_or(())
+        AuditAction::ALL.into_iter().find(|a| a.as_str() == raw).ok_or(())
     }
 }
 
@@ -76,11 +73,7 @@ pub struct Actor {
 impl Actor {
     /// The server itself, e.g. when it creates the bootstrap key.
     pub fn system() -> Self {
-        Self {
-            key_id: None,
-            key_prefix: None,
-            source_ip: None,
-        }
+        Self { key_id: None, key_prefix: None, source_ip: None }
     }
 }
 
@@ -141,10 +134,7 @@ fn scope_text(key: &KeyRecord) -> Option<String> {
 fn audited_fields(key: &KeyRecord) -> [(&'static str, Option<String>); 6] {
     [
         ("name", Some(key.name.as_str().to_owned())),
-        (
-            "description",
-            key.description.as_ref().map(|d| d.as_str().to_owned()),
-        ),
+        ("description", key.description.as_ref().map(|d| d.as_str().to_owned())),
         ("permission", Some(key.permission.as_str().to_owned())),
         ("scopes", scope_text(key)),
         ("status", Some(key.status.as_str().to_owned())),
@@ -159,11 +149,7 @@ impl AuditChange {
             .into_iter()
             .zip(audited_fields(after))
             .filter(|((_, old), (_, new))| old != new)
-            .map(|((field, before), (_, after))| AuditChange {
-                field: field.to_owned(),
-                before,
-                after,
-            })
+            .map(|((field, before), (_, after))| AuditChange { field: field.to_owned(), before, after })
             .collect()
     }
 
@@ -172,20 +158,12 @@ impl AuditChange {
         audited_fields(key)
             .into_iter()
             .filter(|(_, value)| value.is_some())
-            .map(|(field, after)| AuditChange {
-                field: field.to_owned(),
-                before: None,
-                after,
-            })
+            .map(|(field, after)| AuditChange { field: field.to_owned(), before: None, after })
             .collect()
     }
 
     pub fn renamed(field: &str, before: &str, after: &str) -> AuditChange {
-        AuditChange {
-            field: field.to_owned(),
-            before: Some(before.to_owned()),
-            after: Some(after.to_owned()),
-        }
+        AuditChange { field: field.to_owned(), before: Some(before.to_owned()), after: Some(after.to_owned()) }
     }
 }
 

@@ -10,9 +10,7 @@ use std::sync::Mutex;
 static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
 
 fn next_ulid() -> ulid::Ulid {
-    let mut generator = GENERATOR
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut generator = GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     // Overflow needs 2^80 ids in one millisecond; fall back to a random one regardless.
     generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
 }

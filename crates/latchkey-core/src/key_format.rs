@@ -31,9 +31,7 @@ pub struct KeyFormat {
 impl KeyFormat {
     pub fn new(prefix: &str) -> Result<Self, MalformedKey> {
         if is_valid_prefix(prefix) {
-            Ok(Self {
-                prefix: prefix.to_owned(),
-            })
+            Ok(Self { prefix: prefix.to_owned() })
         } else {
             Err(MalformedKey::BadPrefix)
         }
@@ -62,19 +60,13 @@ impl KeyFormat {
 
     /// A regular expression that matches every key of this deployment (for secret scanners).
     pub fn scanner_regex(&self) -> String {
-        format!(
-            r"\b{}_[0-9A-Za-z]{{{}}}\b",
-            self.prefix,
-            SECRET_CHARS + CHECKSUM_CHARS
-        )
+        format!(r"\b{}_[0-9A-Za-z]{{{}}}\b", self.prefix, SECRET_CHARS + CHECKSUM_CHARS)
     }
 }
 
 impl Default for KeyFormat {
     fn default() -> Self {
-        Self {
-            prefix: "lk".into(),
-        }
+        Self { prefix: "lk".into() }
     }
 }
 
@@ -83,9 +75,7 @@ fn is_valid_prefix(prefix: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= MAX_PREFIX_CHARS
         && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Why a string is not a well-formed key. Deliberately vague towards callers: the
@@ -156,10 +146,7 @@ impl<'a> ParsedKey<'a> {
             return Err(MalformedKey::BadCharacter);
         }
         let (body, checksum) = candidate.split_at(candidate.len() - CHECKSUM_CHARS);
-        let expected = base62_fixed(
-            &crc32fast::hash(body.as_bytes()).to_be_bytes(),
-            CHECKSUM_CHARS,
-        );
+        let expected = base62_fixed(&crc32fast::hash(body.as_bytes()).to_be_bytes(), CHECKSUM_CHARS);
         if checksum != expected {
             return Err(MalformedKey::BadChecksum);
         }
@@ -188,11 +175,7 @@ impl KeyHash {
 impl fmt::Debug for KeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Only a few bytes: enough to correlate in a debugger, useless to an attacker.
-        write!(
-            f,
-            "KeyHash({:02x}{:02x}{:02x}{:02x}…)",
-            self.0[0], self.0[1], self.0[2], self.0[3]
-        )
+        write!(f, "KeyHash({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
     }
 }
 
@@ -223,10 +206,7 @@ fn base62_fixed(bytes: &[u8], width: usize) -> String {
         }
         *slot = BASE62[remainder as usize];
     }
-    debug_assert!(
-        number.iter().all(|b| *b == 0),
-        "width too small for the number"
-    );
+    debug_assert!(number.iter().all(|b| *b == 0), "width too small for the number");
     String::from_utf8(digits).expect("base62 digits are ASCII")
 }
 
@@ -258,10 +238,7 @@ mod tests {
     fn a_truncated_key_is_rejected_before_any_lookup() {
         let key = KeyFormat::default().generate();
         let text = key.expose();
-        assert_eq!(
-            ParsedKey::parse(&text[..text.len() - 1]).unwrap_err(),
-            MalformedKey::BadLength
-        );
+        assert_eq!(ParsedKey::parse(&text[..text.len() - 1]).unwrap_err(), MalformedKey::BadLength);
         assert!(ParsedKey::parse("").is_err());
         assert!(ParsedKey::parse("not a key").is_err());
     }
@@ -270,9 +247,7 @@ mod tests {
     fn the_zero_secret_encodes_to_zeros_and_the_max_secret_fits() {
         let format = KeyFormat::default();
         let zero = format.key_with_secret([0; 32]);
-        assert!(zero.expose()[3..3 + SECRET_CHARS]
-            .bytes()
-            .all(|b| b == b'0'));
+        assert!(zero.expose()[3..3 + SECRET_CHARS].bytes().all(|b| b == b'0'));
         let max = format.key_with_secret([0xff; 32]);
         assert!(ParsedKey::parse(max.expose()).is_ok());
     }
@@ -288,10 +263,7 @@ mod tests {
 
     #[test]
     fn the_scanner_regex_names_the_prefix_and_length() {
-        assert_eq!(
-            KeyFormat::default().scanner_regex(),
-            r"\blk_[0-9A-Za-z]{49}\b"
-        );
+        assert_eq!(KeyFormat::default().scanner_regex(), r"\blk_[0-9A-Za-z]{49}\b");
     }
 
     proptest! {

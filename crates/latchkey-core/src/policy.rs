@@ -49,9 +49,7 @@ impl Caller {
         if self.is_master() {
             Ok(())
         } else {
-            Err(Denied::InsufficientPermission(
-                "only a Master key can manage sites",
-            ))
+            Err(Denied::InsufficientPermission("only a Master key can manage sites"))
         }
     }
 
@@ -60,9 +58,7 @@ impl Caller {
         if self.permission >= Permission::Admin {
             Ok(())
         } else {
-            Err(Denied::InsufficientPermission(
-                "only Admin and Master keys can manage keys",
-            ))
+            Err(Denied::InsufficientPermission("only Admin and Master keys can manage keys"))
         }
     }
 
@@ -86,9 +82,7 @@ impl Caller {
         }
         // Admin cannot see Master keys: the seed's Master is system-wide, above any site.
         match &target.site_id {
-            Some(site) if self.is_admin_of(site) && target.permission <= Permission::Admin => {
-                Ok(())
-            }
+            Some(site) if self.is_admin_of(site) && target.permission <= Permission::Admin => Ok(()),
             _ => Err(Denied::NotVisible),
         }
     }
@@ -97,18 +91,12 @@ impl Caller {
     pub fn may_grant(&self, permission: Permission, site: Option<&SiteId>) -> Result<(), Denied> {
         self.may_manage_keys()?;
         if permission > self.permission {
-            return Err(Denied::InsufficientPermission(
-                "a key cannot grant a level above its own",
-            ));
+            return Err(Denied::InsufficientPermission("a key cannot grant a level above its own"));
         }
         match (permission, site) {
-            (Permission::Master, Some(_)) => Err(Denied::Invalid(
-                "a Master key belongs to no site; omit site_id",
-            )),
+            (Permission::Master, Some(_)) => Err(Denied::Invalid("a Master key belongs to no site; omit site_id")),
             (Permission::Master, None) => Ok(()),
-            (_, None) => Err(Denied::Invalid(
-                "site_id is required for Read, Write and Admin keys",
-            )),
+            (_, None) => Err(Denied::Invalid("site_id is required for Read, Write and Admin keys")),
             (_, Some(site)) if self.is_master() || self.is_admin_of(site) => Ok(()),
             (_, Some(_)) => Err(Denied::SiteNotVisible),
         }
@@ -134,21 +122,13 @@ pub enum Unmet {
 
 impl Requirement {
     /// Checks site first (a key of another site learns nothing else), then level, then scopes.
-    pub fn check(
-        &self,
-        permission: Permission,
-        site: Option<ulid::Ulid>,
-        scopes: &Scopes,
-    ) -> Result<(), Unmet> {
+    pub fn check(&self, permission: Permission, site: Option<ulid::Ulid>, scopes: &Scopes) -> Result<(), Unmet> {
         if let Some(required) = self.site {
             if permission != Permission::Master && site != Some(required) {
                 return Err(Unmet::WrongSite);
             }
         }
-        if self
-            .permission
-            .is_some_and(|required| permission < required)
-        {
+        if self.permission.is_some_and(|required| permission < required) {
             return Err(Unmet::InsufficientPermission);
         }
         if !scopes.contains_all(&self.scopes) {
@@ -164,10 +144,7 @@ mod tests {
     use crate::records::fixtures::key;
 
     fn caller(permission: Permission, site: Option<&SiteId>) -> Caller {
-        Caller {
-            permission,
-            site_id: site.cloned(),
-        }
+        Caller { permission, site_id: site.cloned() }
     }
 
     #[test]
@@ -175,10 +152,7 @@ mod tests {
         let site = SiteId::generate();
         for level in [Permission::Read, Permission::Write] {
             let c = caller(level, Some(&site));
-            assert!(matches!(
-                c.may_manage_keys(),
-                Err(Denied::InsufficientPermission(_))
-            ));
+            assert!(matches!(c.may_manage_keys(), Err(Denied::InsufficientPermission(_))));
             assert!(c.can_view_site(&site));
             assert!(!c.can_view_site(&SiteId::generate()));
         }
@@ -189,49 +163,24 @@ mod tests {
         let site = SiteId::generate();
         let other = SiteId::generate();
         let admin = caller(Permission::Admin, Some(&site));
-        assert!(admin
-            .may_manage_key(&key(Permission::Admin, Some(&site)))
-            .is_ok());
-        assert_eq!(
-            admin.may_manage_key(&key(Permission::Read, Some(&other))),
-            Err(Denied::NotVisible)
-        );
-        assert_eq!(
-            admin.may_manage_key(&key(Permission::Master, None)),
-            Err(Denied::NotVisible)
-        );
+        assert!(admin.may_manage_key(&key(Permission::Admin, Some(&site))).is_ok());
+        assert_eq!(admin.may_manage_key(&key(Permission::Read, Some(&other))), Err(Denied::NotVisible));
+        assert_eq!(admin.may_manage_key(&key(Permission::Master, None)), Err(Denied::NotVisible));
         assert!(admin.may_grant(Permission::Write, Some(&site)).is_ok());
-        assert_eq!(
-            admin.may_grant(Permission::Write, Some(&other)),
-            Err(Denied::SiteNotVisible)
-        );
-        assert!(matches!(
-            admin.may_grant(Permission::Master, None),
-            Err(Denied::InsufficientPermission(_))
-        ));
+        assert_eq!(admin.may_grant(Permission::Write, Some(&other)), Err(Denied::SiteNotVisible));
+        assert!(matches!(admin.may_grant(Permission::Master, None), Err(Denied::InsufficientPermission(_))));
         assert_eq!(admin.listing_scope(None), Ok(Some(site.clone())));
-        assert_eq!(
-            admin.listing_scope(Some(&other)),
-            Err(Denied::SiteNotVisible)
-        );
+        assert_eq!(admin.listing_scope(Some(&other)), Err(Denied::SiteNotVisible));
     }
 
     #[test]
     fn a_master_reaches_every_site_and_master_keys_have_no_site() {
         let site = SiteId::generate();
         let master = caller(Permission::Master, None);
-        assert!(master
-            .may_manage_key(&key(Permission::Master, None))
-            .is_ok());
+        assert!(master.may_manage_key(&key(Permission::Master, None)).is_ok());
         assert!(master.may_grant(Permission::Master, None).is_ok());
-        assert!(matches!(
-            master.may_grant(Permission::Master, Some(&site)),
-            Err(Denied::Invalid(_))
-        ));
-        assert!(matches!(
-            master.may_grant(Permission::Read, None),
-            Err(Denied::Invalid(_))
-        ));
+        assert!(matches!(master.may_grant(Permission::Master, Some(&site)), Err(Denied::Invalid(_))));
+        assert!(matches!(master.may_grant(Permission::Read, None), Err(Denied::Invalid(_))));
         assert_eq!(master.listing_scope(None), Ok(None));
     }
 
@@ -239,24 +188,11 @@ mod tests {
     fn a_requirement_checks_site_then_level_then_scopes() {
         let site = SiteId::generate().ulid();
         let scopes = Scopes::parse(&["flows:execute"]).unwrap();
-        let need = Requirement {
-            permission: Some(Permission::Write),
-            scopes: scopes.clone(),
-            site: Some(site),
-        };
+        let need = Requirement { permission: Some(Permission::Write), scopes: scopes.clone(), site: Some(site) };
         assert_eq!(need.check(Permission::Write, Some(site), &scopes), Ok(()));
-        assert_eq!(
-            need.check(Permission::Read, Some(site), &scopes),
-            Err(Unmet::InsufficientPermission)
-        );
-        assert_eq!(
-            need.check(Permission::Admin, Some(site), &Scopes::default()),
-            Err(Unmet::MissingScope)
-        );
-        assert_eq!(
-            need.check(Permission::Admin, Some(SiteId::generate().ulid()), &scopes),
-            Err(Unmet::WrongSite)
-        );
+        assert_eq!(need.check(Permission::Read, Some(site), &scopes), Err(Unmet::InsufficientPermission));
+        assert_eq!(need.check(Permission::Admin, Some(site), &Scopes::default()), Err(Unmet::MissingScope));
+        assert_eq!(need.check(Permission::Admin, Some(SiteId::generate().ulid()), &scopes), Err(Unmet::WrongSite));
         assert_eq!(need.check(Permission::Master, None, &scopes), Ok(()));
     }
 }

@@ -107,10 +107,7 @@ mod tests {
         let now = Utc::now();
         let mut record = key(Permission::Read, None);
         record.expires_at = Some(now);
-        assert_eq!(
-            record.state_at(now - Duration::seconds(1)),
-            KeyState::Active
-        );
+        assert_eq!(record.state_at(now - Duration::seconds(1)), KeyState::Active);
         assert_eq!(record.state_at(now), KeyState::Expired);
         record.status = Status::Blocked;
         assert_eq!(record.state_at(now), KeyState::Blocked);

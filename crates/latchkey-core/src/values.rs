@@ -14,10 +14,7 @@ pub struct InvalidValue {
 
 impl InvalidValue {
     fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
+        Self { field, message: message.into() }
     }
 }
 
@@ -41,16 +38,10 @@ fn parse_name(field: &'static str, raw: &str) -> Result<String, InvalidValue> {
         return Err(InvalidValue::new(field, "must not be empty"));
     }
     if chars > MAX_NAME_CHARS {
-        return Err(InvalidValue::new(
-            field,
-            format!("must be at most {MAX_NAME_CHARS} characters"),
-        ));
+        return Err(InvalidValue::new(field, format!("must be at most {MAX_NAME_CHARS} characters")));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(InvalidValue::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(InvalidValue::new(field, "must not contain control characters"));
     }
     Ok(trimmed.to_owned())
 }
@@ -116,12 +107,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 4] = [
-        Permission::Read,
-        Permission::Write,
-        Permission::Admin,
-        Permission::Master,
-    ];
+    pub const ALL: [Permission; 4] = [Permission::Read, Permission::Write, Permission::Admin, Permission::Master];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -140,9 +126,7 @@ impl FromStr for Permission {
         Permission::ALL
             .into_iter()
             .find(|p| p.as_str() == raw)
-            .ok_or_else(|| {
-                InvalidValue::new("permission", "must be one of read, write, admin, master")
-            })
+            .ok_or_else(|| InvalidValue::new("permission", "must be one of read, write, admin, master"))
     }
 }
 
@@ -190,20 +174,15 @@ impl Scope {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let valid_part = |part: &str| {
             !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         };
         match raw.split_once(':') {
-            Some((resource, action))
-                if raw.len() <= MAX_SCOPE_CHARS && valid_part(resource) && valid_part(action) =>
-            {
+            Some((resource, action)) if raw.len() <= MAX_SCOPE_CHARS && valid_part(resource) && valid_part(action) => {
                 Ok(Self(raw.to_owned()))
             }
-            _ => Err(InvalidValue::new(
-                "scopes",
-                format!("{raw:?} is not of the form resource:action using [a-z0-9_-]"),
-            )),
+            _ => {
+                Err(InvalidValue::new("scopes", format!("{raw:?} is not of the form resource:action using [a-z0-9_-]")))
+            }
         }
     }
 
@@ -219,25 +198,16 @@ pub struct Scopes(Vec<Scope>);
 impl Scopes {
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, InvalidValue> {
         if raw.len() > MAX_SCOPES {
-            return Err(InvalidValue::new(
-                "scopes",
-                format!("at most {MAX_SCOPES} scopes"),
-            ));
+            return Err(InvalidValue::new("scopes", format!("at most {MAX_SCOPES} scopes")));
         }
-        let mut scopes = raw
-            .iter()
-            .map(|s| Scope::parse(s.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut scopes = raw.iter().map(|s| Scope::parse(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
         scopes.sort();
         scopes.dedup();
         Ok(Self(scopes))
     }
 
     pub fn contains_all(&self, required: &Scopes) -> bool {
-        required
-            .0
-            .iter()
-            .all(|scope| self.0.binary_search(scope).is_ok())
+        required.0.iter().all(|scope| self.0.binary_search(scope).is_ok())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Scope> {
@@ -259,10 +229,7 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_limited_to_100_characters() {
-        assert_eq!(
-            KeyName::parse("  CI deploy ").unwrap().as_str(),
-            "CI deploy"
-        );
+        assert_eq!(KeyName::parse("  CI deploy ").unwrap().as_str(), "CI deploy");
         assert!(KeyName::parse("   ").is_err());
         assert!(KeyName::parse(&"é".repeat(100)).is_ok());
         assert!(KeyName::parse(&"é".repeat(101)).is_err());
@@ -282,14 +249,7 @@ mod tests {
     fn scopes_must_be_resource_colon_action() {
         assert!(Scope::parse("flows:execute").is_ok());
         assert!(Scope::parse("view_logs:read-all").is_ok());
-        for bad in [
-            "flows",
-            ":execute",
-            "flows:",
-            "Flows:execute",
-            "flows:ex:ecute",
-            "flows:ex ecute",
-        ] {
+        for bad in ["flows", ":execute", "flows:", "Flows:execute", "flows:ex:ecute", "flows:ex ecute"] {
             assert!(Scope::parse(bad).is_err(), "{bad}");
         }
     }

@@ -51,20 +51,12 @@ pub struct Network {
 impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.address, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_matches(&net.octets(), &ip.octets(), self.prefix_len)
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_matches(&net.octets(), &ip.octets(), self.prefix_len),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_matches(&net.octets(), &ip.octets(), self.prefix_len),
+            (IpAddr::V6(net), IpAddr::V4(ip)) => {
+                prefix_matches(&net.octets(), &ip.to_ipv6_mapped().octets(), self.prefix_len)
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_matches(&net.octets(), &ip.octets(), self.prefix_len)
-            }
-            (IpAddr::V6(net), IpAddr::V4(ip)) => prefix_matches(
-                &net.octets(),
-                &ip.to_ipv6_mapped().octets(),
-                self.prefix_len,
-            ),
-            (IpAddr::V4(_), IpAddr::V6(ip)) => ip
-                .to_ipv4_mapped()
-                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V4(_), IpAddr::V6(ip)) => ip.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
         }
     }
 }
@@ -79,26 +71,16 @@ impl FromStr for Network {
     type Err = String;
 
     fn from_str(raw: &str) -> Result<Self, String> {
-        let (address, prefix) = raw
-            .split_once('/')
-            .map_or((raw, None), |(a, p)| (a, Some(p)));
-        let address: IpAddr = address
-            .trim()
-            .parse()
-            .map_err(|_| format!("{raw:?} is not an IP address or CIDR"))?;
+        let (address, prefix) = raw.split_once('/').map_or((raw, None), |(a, p)| (a, Some(p)));
+        let address: IpAddr = address.trim().parse().map_err(|_| format!("{raw:?} is not an IP address or CIDR"))?;
         let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix_len = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("bad prefix length in {raw:?}"))?,
+            Some(p) => {
+                p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("bad prefix length in {raw:?}"))?
+            }
             None => max,
         };
-        Ok(Self {
-            address,
-            prefix_len,
-        })
+        Ok(Self { address, prefix_len })
     }
 }
 
@@ -106,11 +88,7 @@ impl FromStr for TrustedProxies {
     type Err = String;
 
     fn from_str(raw: &str) -> Result<Self, String> {
-        raw.split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().parse())
-            .collect::<Result<_, _>>()
-            .map(Self)
+        raw.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse()).collect::<Result<_, _>>().map(Self)
     }
 }
 
@@ -133,13 +111,7 @@ impl TrustedProxies {
             .flat_map(|value| value.split(','))
             .filter_map(|part| part.trim().parse().ok())
             .collect();
-        forwarded
-            .iter()
-            .rev()
-            .find(|ip| !self.trusts(**ip))
-            .or(forwarded.first())
-            .copied()
-            .unwrap_or(peer)
+        forwarded.iter().rev().find(|ip| !self.trusts(**ip)).or(forwarded.first()).copied().unwrap_or(peer)
     }
 }
 
@@ -166,13 +138,7 @@ mod tests {
         let proxies: TrustedProxies = "127.0.0.1".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
-        assert_eq!(
-            proxies.client_ip("127.0.0.1".parse().unwrap(), &headers),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            proxies.client_ip("192.0.2.1".parse().unwrap(), &headers),
-            "192.0.2.1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(proxies.client_ip("127.0.0.1".parse().unwrap(), &headers), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(proxies.client_ip("192.0.2.1".parse().unwrap(), &headers), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }

@@ -84,11 +84,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: redact_keys(&message.into()),
-            retry_after_seconds: None,
-        }
+        Self { code, message: redact_keys(&message.into()), retry_after_seconds: None }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -110,17 +106,10 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code, message = %self.message, "request failed");
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                message: self.message,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: self.message } };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after_seconds {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -131,15 +120,10 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
-            StoreError::LastMaster => {
-                ApiError::new(ErrorCode::Conflict, StoreError::LastMaster.to_string())
-            }
+            StoreError::LastMaster => ApiError::new(ErrorCode::Conflict, StoreError::LastMaster.to_string()),
             StoreError::Unavailable(message) => {
                 tracing::error!(%message, "storage error");
-                ApiError::new(
-                    ErrorCode::Unavailable,
-                    "storage is unavailable; retry later",
-                )
+                ApiError::new(ErrorCode::Unavailable, "storage is unavailable; retry later")
             }
         }
     }
@@ -148,14 +132,11 @@ impl From<StoreError> for ApiError {
 impl From<Denied> for ApiError {
     fn from(denied: Denied) -> Self {
         match denied {
-            Denied::InsufficientPermission(why) => {
-                ApiError::new(ErrorCode::InsufficientPermission, why)
-            }
+            Denied::InsufficientPermission(why) => ApiError::new(ErrorCode::InsufficientPermission, why),
             Denied::NotVisible => ApiError::not_found("key"),
-            Denied::SiteNotVisible => ApiError::new(
-                ErrorCode::InsufficientPermission,
-                "this key cannot access that site",
-            ),
+            Denied::SiteNotVisible => {
+                ApiError::new(ErrorCode::InsufficientPermission, "this key cannot access that site")
+            }
             Denied::Invalid(why) => ApiError::validation(why),
         }
     }
@@ -170,24 +151,16 @@ impl From<InvalidValue> for ApiError {
 /// Replaces anything shaped like a key (`<prefix>_<49 base62 chars>`) with a marker, so
 /// that even a message built from client input cannot carry a key into a response or log.
 pub fn redact_keys(text: &str) -> String {
-    const TAIL: usize =
-        latchkey_core::key_format::SECRET_CHARS + latchkey_core::key_format::CHECKSUM_CHARS;
+    const TAIL: usize = latchkey_core::key_format::SECRET_CHARS + latchkey_core::key_format::CHECKSUM_CHARS;
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'_' && i > 0 && bytes[i - 1].is_ascii_alphanumeric() {
-            let run = bytes[i + 1..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphanumeric())
-                .count();
+            let run = bytes[i + 1..].iter().take_while(|b| b.is_ascii_alphanumeric()).count();
             if run >= TAIL {
-                let start = (0..i)
-                    .rev()
-                    .take_while(|&j| bytes[j].is_ascii_alphanumeric())
-                    .last()
-                    .unwrap_or(i);
+                let start = (0..i).rev().take_while(|&j| bytes[j].is_ascii_alphanumeric()).last().unwrap_or(i);
                 out.push_str(&text[copied..start]);
                 out.push_str("[redacted key]");
                 i += 1 + run;
@@ -211,10 +184,7 @@ mod tests {
         let message = format!("invalid type: string \"{}\", expected u32", key.expose());
         let redacted = redact_keys(&message);
         assert!(!redacted.contains(key.expose()));
-        assert_eq!(
-            redacted,
-            "invalid type: string \"[redacted key]\", expected u32"
-        );
+        assert_eq!(redacted, "invalid type: string \"[redacted key]\", expected u32");
         assert_eq!(redact_keys("nothing_here"), "nothing_here");
     }
 }

@@ -37,9 +37,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     };
     let message = match code {
         ErrorCode::PayloadTooLarge => "the request body is larger than 64 KiB".to_owned(),
-        ErrorCode::UnsupportedMediaType => {
-            "the request body must be JSON (Content-Type: application/json)".to_owned()
-        }
+        ErrorCode::UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)".to_owned(),
         _ => rejection.body_text(),
     };
     ApiError::new(code, message)
@@ -55,9 +53,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| ApiQuery(value))
-            .map_err(|rejection: QueryRejection| {
-                ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())
-            })
+            .map_err(|rejection: QueryRejection| ApiError::new(ErrorCode::InvalidQuery, rejection.body_text()))
     }
 }
 
@@ -74,10 +70,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 /// The address of the client: the socket peer, or the right-most untrusted address of
 /// `X-Forwarded-For` when the peer is one of the proxies named by `--trust-proxy`.
 pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())?;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())?;
     Some(state.config.trusted_proxies.client_ip(peer, &parts.headers))
 }
 
@@ -94,12 +87,7 @@ impl FromRequestParts<AppState> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let presented = presented_key(&parts.headers)
             .filter(|key| !key.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::MissingApiKey,
-                    "send the API key in the X-API-Key header",
-                )
-            })?;
+            .ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey, "send the API key in the X-API-Key header"))?;
         let now = state.clock.now();
         let key = match state.verifier.check(presented, now).await? {
             KeyLookup::Usable(key) => key,
@@ -110,10 +98,7 @@ impl FromRequestParts<AppState> for Authenticated {
             }
             KeyLookup::Refused(reason, _) => return Err(refusal_error(reason)),
         };
-        let caller = Caller {
-            permission: key.permission,
-            site_id: key.site_id(),
-        };
+        let caller = Caller { permission: key.permission, site_id: key.site_id() };
         let actor = Actor {
             key_id: Some(key.id()),
             // The presented key passed its checksum, so it has more than 12 ASCII characters.
@@ -126,9 +111,7 @@ impl FromRequestParts<AppState> for Authenticated {
 
 pub fn refusal_error(reason: RefusalReason) -> ApiError {
     match reason {
-        RefusalReason::NotFound => {
-            ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid")
-        }
+        RefusalReason::NotFound => ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid"),
         RefusalReason::Blocked => ApiError::new(ErrorCode::KeyBlocked, "the API key is blocked"),
         RefusalReason::Expired => ApiError::new(ErrorCode::KeyExpired, "the API key has expired"),
     }
@@ -136,16 +119,10 @@ pub fn refusal_error(reason: RefusalReason) -> ApiError {
 
 /// Counts a failed verification from `ip`; returns the 429 to answer instead when the
 /// address is over its limit.
-pub fn throttled(
-    state: &AppState,
-    ip: Option<IpAddr>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<ApiError> {
+pub fn throttled(state: &AppState, ip: Option<IpAddr>, now: chrono::DateTime<chrono::Utc>) -> Option<ApiError> {
     let retry_after = state.throttle.record_failure(ip, now.timestamp())?;
-    let mut error = ApiError::new(
-        ErrorCode::RateLimited,
-        "too many failed verifications from this address; retry later",
-    );
+    let mut error =
+        ApiError::new(ErrorCode::RateLimited, "too many failed verifications from this address; retry later");
     error.retry_after_seconds = Some(retry_after);
     Some(error)
 }

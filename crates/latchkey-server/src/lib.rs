@@ -44,10 +44,8 @@ struct ApiKeySecurity;
 impl utoipa::Modify for ApiKeySecurity {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
     }
 }
 
@@ -56,11 +54,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     use routes::{audit, keys, sites, verify};
     OpenApiRouter::new()
         .routes(routes!(sites::list_sites, sites::create_site))
-        .routes(routes!(
-            sites::get_site,
-            sites::update_site,
-            sites::delete_site
-        ))
+        .routes(routes!(sites::get_site, sites::update_site, sites::delete_site))
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
         .routes(routes!(keys::block_key))
@@ -79,16 +73,10 @@ pub fn app(state: AppState) -> axum::Router {
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     router
-        .route(
-            "/api/v1/openapi.json",
-            axum::routing::get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
+        .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(openapi.as_ref().clone()) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                "this route does not accept that method",
-            )
+            ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -113,9 +101,7 @@ pub async fn serve(
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(flush_last_used_periodically(state.clone(), stopped));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     // Not `abort`: a flush in progress holds a batch taken out of memory; let it finish.
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
@@ -125,10 +111,7 @@ pub async fn serve(
     served
 }
 
-async fn flush_last_used_periodically(
-    state: AppState,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) {
+async fn flush_last_used_periodically(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(state.config.last_used_flush_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -147,11 +130,7 @@ async fn flush_last_used_periodically(
 /// instance's cache. While the feed is down, the cache is bypassed: a lost notification
 /// must never leave a blocked key cached as usable.
 async fn follow_invalidations(state: &AppState) -> std::io::Result<()> {
-    let feed = state
-        .store
-        .watch_invalidations()
-        .await
-        .map_err(std::io::Error::other)?;
+    let feed = state.store.watch_invalidations().await.map_err(std::io::Error::other)?;
     let Some(mut feed) = feed else {
         return Ok(());
     };
@@ -161,9 +140,7 @@ async fn follow_invalidations(state: &AppState) -> std::io::Result<()> {
             match message {
                 Invalidation::Key(hash) => verifier.forget(&hash),
                 Invalidation::Lost => {
-                    tracing::warn!(
-                        "lost the invalidation feed; serving from the database until it is back"
-                    );
+                    tracing::warn!("lost the invalidation feed; serving from the database until it is back");
                     verifier.bypass_cache_until_resumed();
                 }
                 Invalidation::Resumed => {

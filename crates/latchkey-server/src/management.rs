@@ -8,8 +8,8 @@ use crate::extract::Authenticated;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use latchkey_core::{
-    Actor, AuditAction, AuditChange, AuditEvent, Description, KeyId, KeyName, KeyRecord,
-    Permission, Scopes, SecretKey, Site, SiteId, SiteName, Status,
+    Actor, AuditAction, AuditChange, AuditEvent, Description, KeyId, KeyName, KeyRecord, Permission, Scopes, SecretKey,
+    Site, SiteId, SiteName, Status,
 };
 use latchkey_store::{next_version, truncate_to_millis, Audited};
 
@@ -26,11 +26,7 @@ pub struct NewKey {
 impl AppState {
     /// Creates a key and returns it with its secret: the only time the secret exists
     /// outside the caller's hands. The caller has already passed `may_grant`.
-    pub async fn issue_key(
-        &self,
-        actor: &Actor,
-        spec: NewKey,
-    ) -> Result<(KeyRecord, SecretKey), ApiError> {
+    pub async fn issue_key(&self, actor: &Actor, spec: NewKey) -> Result<(KeyRecord, SecretKey), ApiError> {
         let secret = self.config.key_format.generate();
         let now = truncate_to_millis(self.clock.now());
         let record = KeyRecord {
@@ -52,16 +48,10 @@ impl AppState {
         let event = AuditEvent::new(actor, AuditAction::KeyCreated, now)
             .for_key(&record)
             .with_changes(AuditChange::created(&record));
-        self.store
-            .create_key(Audited {
-                value: &record,
-                event: &event,
-            })
-            .await
-            .map_err(|error| match error {
-                latchkey_store::StoreError::NotFound => ApiError::not_found("site"),
-                other => other.into(),
-            })?;
+        self.store.create_key(Audited { value: &record, event: &event }).await.map_err(|error| match error {
+            latchkey_store::StoreError::NotFound => ApiError::not_found("site"),
+            other => other.into(),
+        })?;
         self.verifier.forget(&record.hash);
         Ok((record, secret))
     }
@@ -70,11 +60,7 @@ impl AppState {
     pub async fn managed_key(&self, auth: &Authenticated, id: &str) -> Result<KeyRecord, ApiError> {
         auth.caller.may_manage_keys()?;
         let id = KeyId::parse(id).ok_or_else(|| ApiError::not_found("key"))?;
-        let key = self
-            .store
-            .get_key(&id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("key"))?;
+        let key = self.store.get_key(&id).await?.ok_or_else(|| ApiError::not_found("key"))?;
         auth.caller.may_manage_key(&key)?;
         Ok(key)
     }
@@ -96,119 +82,55 @@ impl AppState {
         }
         let now = self.clock.now();
         after.updated_at = next_version(before.updated_at, now);
-        let event = AuditEvent::new(&auth.actor, action, truncate_to_millis(now))
-            .for_key(&before)
-            .with_changes(changes);
-        self.store
-            .update_key(
-                &before,
-                Audited {
-                    value: &after,
-                    event: &event,
-                },
-            )
-            .await?;
+        let event =
+            AuditEvent::new(&auth.actor, action, truncate_to_millis(now)).for_key(&before).with_changes(changes);
+        self.store.update_key(&before, Audited { value: &after, event: &event }).await?;
         self.verifier.forget(&before.hash);
         Ok(after)
     }
 
     pub async fn delete_key(&self, auth: &Authenticated, id: &str) -> Result<(), ApiError> {
         let key = self.managed_key(auth, id).await?;
-        let event = AuditEvent::new(
-            &auth.actor,
-            AuditAction::KeyDeleted,
-            truncate_to_millis(self.clock.now()),
-        )
-        .for_key(&key)
-        .with_changes(vec![AuditChange {
-            field: "name".into(),
-            before: Some(key.name.as_str().into()),
-            after: None,
-        }]);
-        self.store
-            .delete_key(Audited {
-                value: &key,
-                event: &event,
-            })
-            .await?;
+        let event = AuditEvent::new(&auth.actor, AuditAction::KeyDeleted, truncate_to_millis(self.clock.now()))
+            .for_key(&key)
+            .with_changes(vec![AuditChange {
+                field: "name".into(),
+                before: Some(key.name.as_str().into()),
+                after: None,
+            }]);
+        self.store.delete_key(Audited { value: &key, event: &event }).await?;
         self.verifier.forget(&key.hash);
         Ok(())
     }
 
     pub async fn create_site(&self, actor: &Actor, name: SiteName) -> Result<Site, ApiError> {
-        let site = Site {
-            id: SiteId::generate(),
-            name,
-            created_at: truncate_to_millis(self.clock.now()),
-        };
-        let event = AuditEvent::new(actor, AuditAction::SiteCreated, site.created_at)
-            .for_site(&site)
-            .with_changes(vec![AuditChange {
-                field: "name".into(),
-                before: None,
-                after: Some(site.name.as_str().into()),
-            }]);
-        self.store
-            .create_site(Audited {
-                value: &site,
-                event: &event,
-            })
-            .await?;
+        let site = Site { id: SiteId::generate(), name, created_at: truncate_to_millis(self.clock.now()) };
+        let event =
+            AuditEvent::new(actor, AuditAction::SiteCreated, site.created_at).for_site(&site).with_changes(vec![
+                AuditChange { field: "name".into(), before: None, after: Some(site.name.as_str().into()) },
+            ]);
+        self.store.create_site(Audited { value: &site, event: &event }).await?;
         Ok(site)
     }
 
-    pub async fn rename_site(
-        &self,
-        actor: &Actor,
-        id: &SiteId,
-        name: SiteName,
-    ) -> Result<Site, ApiError> {
-        let before = self
-            .store
-            .get_site(id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("site"))?;
-        let event = AuditEvent::new(
-            actor,
-            AuditAction::SiteUpdated,
-            truncate_to_millis(self.clock.now()),
-        )
-        .for_site(&before)
-        .with_changes(vec![AuditChange::renamed(
-            "name",
-            before.name.as_str(),
-            name.as_str(),
-        )]);
-        Ok(self
-            .store
-            .rename_site(
-                id,
-                Audited {
-                    value: &name,
-                    event: &event,
-                },
-            )
-            .await?)
+    pub async fn rename_site(&self, actor: &Actor, id: &SiteId, name: SiteName) -> Result<Site, ApiError> {
+        let before = self.store.get_site(id).await?.ok_or_else(|| ApiError::not_found("site"))?;
+        let event = AuditEvent::new(actor, AuditAction::SiteUpdated, truncate_to_millis(self.clock.now()))
+            .for_site(&before)
+            .with_changes(vec![AuditChange::renamed("name", before.name.as_str(), name.as_str())]);
+        Ok(self.store.rename_site(id, Audited { value: &name, event: &event }).await?)
     }
 
     /// Deletes a site and all its keys; each stops working before this returns.
     pub async fn delete_site(&self, actor: &Actor, id: &SiteId) -> Result<(), ApiError> {
-        let site = self
-            .store
-            .get_site(id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("site"))?;
-        let event = AuditEvent::new(
-            actor,
-            AuditAction::SiteDeleted,
-            truncate_to_millis(self.clock.now()),
-        )
-        .for_site(&site)
-        .with_changes(vec![AuditChange {
-            field: "name".into(),
-            before: Some(site.name.as_str().into()),
-            after: None,
-        }]);
+        let site = self.store.get_site(id).await?.ok_or_else(|| ApiError::not_found("site"))?;
+        let event = AuditEvent::new(actor, AuditAction::SiteDeleted, truncate_to_millis(self.clock.now()))
+            .for_site(&site)
+            .with_changes(vec![AuditChange {
+                field: "name".into(),
+                before: Some(site.name.as_str().into()),
+                after: None,
+            }]);
         let deleted_keys = self.store.delete_site(id, &event).await?;
         for key in &deleted_keys {
             self.verifier.forget(&key.hash);
@@ -231,9 +153,7 @@ impl AppState {
     pub async fn issue_bootstrap_key(&self) -> Result<SecretKey, ApiError> {
         let spec = NewKey {
             name: KeyName::parse("bootstrap").expect("a valid name"),
-            description: Some(
-                Description::parse("Created by latchkey on first start").expect("valid"),
-            ),
+            description: Some(Description::parse("Created by latchkey on first start").expect("valid")),
             permission: Permission::Master,
             scopes: Scopes::default(),
             site_id: None,

@@ -25,12 +25,6 @@ impl AppState {
             config.negative_cache_ttl,
         ));
         let throttle = Arc::new(FailureThrottle::new(config.failure_throttle));
-        Self {
-            store,
-            verifier,
-            clock,
-            config: Arc::new(config),
-            throttle,
-        }
+        Self { store, verifier, clock, config: Arc::new(config), throttle }
     }
 }

@@ -17,10 +17,7 @@ pub struct ThrottleConfig {
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        Self {
-            max_failures: 60,
-            window_seconds: 60,
-        }
+        Self { max_failures: 60, window_seconds: 60 }
     }
 }
 
@@ -32,10 +29,7 @@ pub struct FailureThrottle {
 
 impl FailureThrottle {
     pub fn new(config: ThrottleConfig) -> Self {
-        Self {
-            config,
-            windows: DashMap::new(),
-        }
+        Self { config, windows: DashMap::new() }
     }
 
     /// Counts a failure; returns `Some(retry_after_seconds)` when the address is over its limit.
@@ -51,8 +45,7 @@ impl FailureThrottle {
             *entry = (current, 0);
         }
         entry.1 = entry.1.saturating_add(1);
-        (entry.1 > self.config.max_failures)
-            .then(|| ((current + 1) * window - now_seconds).max(1) as u64)
+        (entry.1 > self.config.max_failures).then(|| ((current + 1) * window - now_seconds).max(1) as u64)
     }
 
     /// Forgets windows that have ended, so the map holds only recently failing addresses.
@@ -68,27 +61,14 @@ mod tests {
 
     #[test]
     fn an_address_is_throttled_after_its_limit_until_the_window_ends() {
-        let throttle = FailureThrottle::new(ThrottleConfig {
-            max_failures: 2,
-            window_seconds: 60,
-        });
+        let throttle = FailureThrottle::new(ThrottleConfig { max_failures: 2, window_seconds: 60 });
         let ip = Some("192.0.2.7".parse().unwrap());
         assert_eq!(throttle.record_failure(ip, 600), None);
         assert_eq!(throttle.record_failure(ip, 610), None);
         assert_eq!(throttle.record_failure(ip, 620), Some(40));
-        assert_eq!(
-            throttle.record_failure(Some("192.0.2.8".parse().unwrap()), 620),
-            None
-        );
-        assert_eq!(
-            throttle.record_failure(ip, 660),
-            None,
-            "a new window starts afresh"
-        );
-        let off = FailureThrottle::new(ThrottleConfig {
-            max_failures: 0,
-            window_seconds: 60,
-        });
+        assert_eq!(throttle.record_failure(Some("192.0.2.8".parse().unwrap()), 620), None);
+        assert_eq!(throttle.record_failure(ip, 660), None, "a new window starts afresh");
+        let off = FailureThrottle::new(ThrottleConfig { max_failures: 0, window_seconds: 60 });
         assert!((0..100).all(|_| off.record_failure(ip, 600).is_none()));
     }
 }

@@ -14,9 +14,7 @@
 //!   second changes is the key queued for the next batched flush. No write per request.
 
 use chrono::{DateTime, Utc};
-use latchkey_core::{
-    KeyHash, KeyId, KeyRecord, KeyState, ParsedKey, Permission, Scopes, SiteId, Status, Ulid,
-};
+use latchkey_core::{KeyHash, KeyId, KeyRecord, KeyState, ParsedKey, Permission, Scopes, SiteId, Status, Ulid};
 use latchkey_store::{SharedStore, StoreError};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -89,10 +87,7 @@ impl VerifiedKey {
     pub fn state_at(&self, now: DateTime<Utc>) -> KeyState {
         if self.status == Status::Blocked {
             KeyState::Blocked
-        } else if self
-            .expires_at_ms
-            .is_some_and(|expiry| expiry <= now.timestamp_millis())
-        {
+        } else if self.expires_at_ms.is_some_and(|expiry| expiry <= now.timestamp_millis()) {
             KeyState::Expired
         } else {
             KeyState::Active
@@ -113,12 +108,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(
-        store: SharedStore,
-        capacity: usize,
-        max_staleness: Duration,
-        negative_ttl: Duration,
-    ) -> Self {
+    pub fn new(store: SharedStore, capacity: usize, max_staleness: Duration, negative_ttl: Duration) -> Self {
         Self {
             store,
             started: Instant::now(),
@@ -133,11 +123,7 @@ impl Verifier {
     }
 
     /// Checks a presented key at `now`. A usable key is recorded as used.
-    pub async fn check(
-        &self,
-        presented: &str,
-        now: DateTime<Utc>,
-    ) -> Result<KeyLookup, StoreError> {
+    pub async fn check(&self, presented: &str, now: DateTime<Utc>) -> Result<KeyLookup, StoreError> {
         let Ok(parsed) = ParsedKey::parse(presented) else {
             return Ok(KeyLookup::Refused(RefusalReason::NotFound, None));
         };
@@ -161,9 +147,7 @@ impl Verifier {
     async fn lookup(&self, hash: KeyHash) -> Result<Option<Arc<VerifiedKey>>, StoreError> {
         if self.bypass_cache.load(Ordering::Acquire) {
             let record = self.store.find_key_by_hash(&hash).await?;
-            return Ok(
-                record.map(|r| Arc::new(VerifiedKey::from_record(&r, self.seconds_since_start())))
-            );
+            return Ok(record.map(|r| Arc::new(VerifiedKey::from_record(&r, self.seconds_since_start()))));
         }
         let max_age = self.max_staleness.as_secs_f64();
         if let Some(cached) = self.known.get(&hash) {
@@ -172,11 +156,7 @@ impl Verifier {
             }
             self.known.remove(&hash);
         }
-        if self
-            .unknown
-            .get(&hash)
-            .is_some_and(|since| since.elapsed() < self.negative_ttl)
-        {
+        if self.unknown.get(&hash).is_some_and(|since| since.elapsed() < self.negative_ttl) {
             return Ok(None);
         }
         let guard = match self.known.get_value_or_guard_async(&hash).await {
@@ -185,10 +165,7 @@ impl Verifier {
         };
         match self.store.find_key_by_hash(&hash).await? {
             Some(record) => {
-                let key = Arc::new(VerifiedKey::from_record(
-                    &record,
-                    self.seconds_since_start(),
-                ));
+                let key = Arc::new(VerifiedKey::from_record(&record, self.seconds_since_start()));
                 // Err means `forget` ran meanwhile: serve this answer once, cache nothing.
                 let _ = guard.insert(key.clone());
                 Ok(Some(key))
@@ -234,13 +211,9 @@ impl Verifier {
 
     /// Writes queued last-used times to the store. On failure they are queued again.
     pub async fn flush_last_used(&self) -> Result<usize, StoreError> {
-        let taken: Vec<(Ulid, DateTime<Utc>)> = std::mem::take(&mut *self.pending_last_used.lock())
-            .into_iter()
-            .collect();
-        let batch: Vec<(KeyId, DateTime<Utc>)> = taken
-            .iter()
-            .map(|(id, at)| (KeyId::from_ulid(*id), *at))
-            .collect();
+        let taken: Vec<(Ulid, DateTime<Utc>)> =
+            std::mem::take(&mut *self.pending_last_used.lock()).into_iter().collect();
+        let batch: Vec<(KeyId, DateTime<Utc>)> = taken.iter().map(|(id, at)| (KeyId::from_ulid(*id), *at)).collect();
         if batch.is_empty() {
             return Ok(0);
         }

@@ -10,12 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
 use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
-use latchkey_store::{
-    AuditFilter, Audited, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult,
-};
+use latchkey_store::{AuditFilter, Audited, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
@@ -28,8 +25,7 @@ pub struct SqliteStore {
     readers: SqlitePool,
 }
 
-const KEY_COLUMNS: &str =
-    "id, site_id, name, description, permission, scopes, status, prefix, hash, \
+const KEY_COLUMNS: &str = "id, site_id, name, description, permission, scopes, status, prefix, hash, \
                            created_at, created_by, updated_at, last_used_at, expires_at";
 
 impl SqliteStore {
@@ -50,10 +46,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(StoreError::unavailable)?;
-        MIGRATIONS
-            .run(&writer)
-            .await
-            .map_err(StoreError::unavailable)?;
+        MIGRATIONS.run(&writer).await.map_err(StoreError::unavailable)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options.read_only(true))
@@ -74,20 +67,13 @@ impl SqliteStore {
 
 fn db_error(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
         _ => StoreError::unavailable(error),
     }
 }
 
 fn site_from_row(row: SqliteRow) -> StoreResult<Site> {
-    SiteRow {
-        id: row.get("id"),
-        name: row.get("name"),
-        created_at: row.get("created_at"),
-    }
-    .into_site()
+    SiteRow { id: row.get("id"), name: row.get("name"), created_at: row.get("created_at") }.into_site()
 }
 
 fn key_from_row(row: SqliteRow) -> StoreResult<KeyRecord> {
@@ -127,29 +113,27 @@ fn event_from_row(row: SqliteRow) -> StoreResult<AuditEvent> {
 
 async fn insert_key(tx: &mut Transaction<'_, Sqlite>, key: &KeyRecord) -> StoreResult<()> {
     let row = KeyRow::from_record(key);
-    sqlx::query(&format!(
-        "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(row.id)
-    .bind(row.site_id)
-    .bind(row.name)
-    .bind(row.description)
-    .bind(row.permission)
-    .bind(row.scopes)
-    .bind(row.status)
-    .bind(row.prefix)
-    .bind(row.hash)
-    .bind(row.created_at)
-    .bind(row.created_by)
-    .bind(row.updated_at)
-    .bind(row.last_used_at)
-    .bind(row.expires_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(|error| match &error {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
-        _ => db_error(error),
-    })?;
+    sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        .bind(row.id)
+        .bind(row.site_id)
+        .bind(row.name)
+        .bind(row.description)
+        .bind(row.permission)
+        .bind(row.scopes)
+        .bind(row.status)
+        .bind(row.prefix)
+        .bind(row.hash)
+        .bind(row.created_at)
+        .bind(row.created_by)
+        .bind(row.updated_at)
+        .bind(row.last_used_at)
+        .bind(row.expires_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+            _ => db_error(error),
+        })?;
     Ok(())
 }
 
@@ -188,11 +172,7 @@ async fn insert_event(tx: &mut Transaction<'_, Sqlite>, event: &AuditEvent) -> S
 /// Refuses a change that takes `key` out of the usable Master keys when it is the last
 /// one. Runs inside the writing transaction; with a single writer connection nothing can
 /// change the count between this check and the commit.
-async fn ensure_other_master(
-    tx: &mut Transaction<'_, Sqlite>,
-    key: &KeyId,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+async fn ensure_other_master(tx: &mut Transaction<'_, Sqlite>, key: &KeyId, now: DateTime<Utc>) -> StoreResult<()> {
     let others: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM keys WHERE permission = 'master' AND status = 'active'
            AND (expires_at IS NULL OR expires_at > ?) AND id <> ?",
@@ -216,10 +196,8 @@ fn page_limit(page: &Page) -> i64 {
 #[async_trait]
 impl Store for SqliteStore {
     async fn has_no_keys(&self) -> StoreResult<bool> {
-        let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM keys LIMIT 1")
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(db_error)?;
+        let any: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM keys LIMIT 1").fetch_optional(&self.readers).await.map_err(db_error)?;
         Ok(any.is_none())
     }
 
@@ -255,14 +233,13 @@ impl Store for SqliteStore {
 
     async fn rename_site(&self, id: &SiteId, name: Audited<'_, SiteName>) -> StoreResult<Site> {
         let mut tx = self.begin().await?;
-        let row =
-            sqlx::query("UPDATE sites SET name = ? WHERE id = ? RETURNING id, name, created_at")
-                .bind(name.value.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query("UPDATE sites SET name = ? WHERE id = ? RETURNING id, name, created_at")
+            .bind(name.value.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
         insert_event(&mut tx, name.event).await?;
         tx.commit().await.map_err(db_error)?;
         site_from_row(row)
@@ -352,16 +329,10 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn update_key(
-        &self,
-        before: &KeyRecord,
-        after: Audited<'_, KeyRecord>,
-    ) -> StoreResult<()> {
+    async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()> {
         let row = KeyRow::from_record(after.value);
         let mut tx = self.begin().await?;
-        if before.is_usable_master_at(after.event.at)
-            && !after.value.is_usable_master_at(after.event.at)
-        {
+        if before.is_usable_master_at(after.event.at) && !after.value.is_usable_master_at(after.event.at) {
             ensure_other_master(&mut tx, &before.id, after.event.at).await?;
         }
         let updated = sqlx::query(
@@ -412,14 +383,12 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         for (key, at) in uses {
             // MAX: batches from several flushes may arrive out of order.
-            sqlx::query(
-                "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
-            )
-            .bind(millis(*at))
-            .bind(key.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            sqlx::query("UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?")
+                .bind(millis(*at))
+                .bind(key.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
     }
@@ -455,14 +424,10 @@ impl Store for SqliteStore {
 
 impl SqliteStore {
     async fn missing_or_changed(&self, tx: &mut Transaction<'_, Sqlite>, id: &KeyId) -> StoreError {
-        let exists: Result<Option<i64>, _> = sqlx::query_scalar("SELECT 1 FROM keys WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut **tx)
-            .await;
+        let exists: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT 1 FROM keys WHERE id = ?").bind(id.as_str()).fetch_optional(&mut **tx).await;
         match exists {
-            Ok(Some(_)) => StoreError::Conflict(
-                "the key changed while this request was processed; retry".into(),
-            ),
+            Ok(Some(_)) => StoreError::Conflict("the key changed while this request was processed; retry".into()),
             Ok(None) => StoreError::NotFound,
             Err(error) => db_error(error),
         }
@@ -477,9 +442,7 @@ mod tests {
 
     async fn fresh_store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("latchkey.db").to_str().unwrap())
-            .await
-            .unwrap();
+        let store = SqliteStore::open(dir.path().join("latchkey.db").to_str().unwrap()).await.unwrap();
         (dir, Arc::new(store))
     }
 

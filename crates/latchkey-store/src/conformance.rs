@@ -2,13 +2,12 @@
 //! (see `latchkey-sqlite` and `latchkey-postgres`). A backend is done when it passes all.
 
 use crate::{
-    next_version, truncate_to_millis, AuditFilter, Audited, ImportBatch, KeyFilter, Page,
-    SharedStore, StoreError,
+    next_version, truncate_to_millis, AuditFilter, Audited, ImportBatch, KeyFilter, Page, SharedStore, StoreError,
 };
 use chrono::{Duration, Utc};
 use latchkey_core::{
-    Actor, AuditAction, AuditChange, AuditEvent, KeyFormat, KeyId, KeyName, KeyRecord, Permission,
-    Scopes, Site, SiteId, SiteName, Status,
+    Actor, AuditAction, AuditChange, AuditEvent, KeyFormat, KeyId, KeyName, KeyRecord, Permission, Scopes, Site,
+    SiteId, SiteName, Status,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -41,11 +40,7 @@ fn event(action: AuditAction) -> AuditEvent {
 }
 
 pub fn new_site(name: &str) -> Site {
-    Site {
-        id: SiteId::generate(),
-        name: SiteName::parse(name).unwrap(),
-        created_at: truncate_to_millis(Utc::now()),
-    }
+    Site { id: SiteId::generate(), name: SiteName::parse(name).unwrap(), created_at: truncate_to_millis(Utc::now()) }
 }
 
 pub fn new_key(permission: Permission, site: Option<&SiteId>) -> KeyRecord {
@@ -71,38 +66,18 @@ pub fn new_key(permission: Permission, site: Option<&SiteId>) -> KeyRecord {
 
 async fn store_site(store: &SharedStore, name: &str) -> Site {
     let site = new_site(name);
-    store
-        .create_site(Audited {
-            value: &site,
-            event: &event(AuditAction::SiteCreated).for_site(&site),
-        })
-        .await
-        .unwrap();
+    store.create_site(Audited { value: &site, event: &event(AuditAction::SiteCreated).for_site(&site) }).await.unwrap();
     site
 }
 
-async fn store_key(
-    store: &SharedStore,
-    permission: Permission,
-    site: Option<&SiteId>,
-) -> KeyRecord {
+async fn store_key(store: &SharedStore, permission: Permission, site: Option<&SiteId>) -> KeyRecord {
     let key = new_key(permission, site);
-    store
-        .create_key(Audited {
-            value: &key,
-            event: &event(AuditAction::KeyCreated).for_key(&key),
-        })
-        .await
-        .unwrap();
+    store.create_key(Audited { value: &key, event: &event(AuditAction::KeyCreated).for_key(&key) }).await.unwrap();
     key
 }
 
 fn blocked(key: &KeyRecord) -> KeyRecord {
-    KeyRecord {
-        status: Status::Blocked,
-        updated_at: next_version(key.updated_at, Utc::now()),
-        ..key.clone()
-    }
+    KeyRecord { status: Status::Blocked, updated_at: next_version(key.updated_at, Utc::now()), ..key.clone() }
 }
 
 async fn a_created_key_is_found_by_id_and_by_hash(store: SharedStore) {
@@ -111,35 +86,13 @@ async fn a_created_key_is_found_by_id_and_by_hash(store: SharedStore) {
     let key = store_key(&store, Permission::Read, Some(&site.id)).await;
     assert!(!store.has_no_keys().await.unwrap());
     assert_eq!(store.get_key(&key.id).await.unwrap(), Some(key.clone()));
-    assert_eq!(
-        store.find_key_by_hash(&key.hash).await.unwrap(),
-        Some(key.clone())
-    );
-    assert_eq!(
-        store
-            .find_key_by_hash(&KeyFormat::default().generate().hash())
-            .await
-            .unwrap(),
-        None
-    );
-    let duplicate = KeyRecord {
-        id: KeyId::generate(),
-        ..key.clone()
-    };
-    let result = store
-        .create_key(Audited {
-            value: &duplicate,
-            event: &event(AuditAction::KeyCreated),
-        })
-        .await;
+    assert_eq!(store.find_key_by_hash(&key.hash).await.unwrap(), Some(key.clone()));
+    assert_eq!(store.find_key_by_hash(&KeyFormat::default().generate().hash()).await.unwrap(), None);
+    let duplicate = KeyRecord { id: KeyId::generate(), ..key.clone() };
+    let result = store.create_key(Audited { value: &duplicate, event: &event(AuditAction::KeyCreated) }).await;
     assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
     let orphan = new_key(Permission::Read, Some(&SiteId::generate()));
-    let result = store
-        .create_key(Audited {
-            value: &orphan,
-            event: &event(AuditAction::KeyCreated),
-        })
-        .await;
+    let result = store.create_key(Audited { value: &orphan, event: &event(AuditAction::KeyCreated) }).await;
     assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
 }
 
@@ -153,175 +106,61 @@ async fn keys_list_newest_first_with_a_cursor_and_by_site(store: SharedStore) {
     store_key(&store, Permission::Read, Some(&other.id)).await;
     let master = store_key(&store, Permission::Master, None).await;
     ids.reverse();
-    let filter = KeyFilter {
-        site: Some(site.id.clone()),
-    };
-    let first = store
-        .list_keys(
-            &filter,
-            &Page {
-                after: None,
-                limit: 3,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        first.iter().map(|k| k.id.clone()).collect::<Vec<_>>(),
-        ids[..3]
-    );
-    let rest = store
-        .list_keys(
-            &filter,
-            &Page {
-                after: Some(ids[2].to_string()),
-                limit: 3,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        rest.iter().map(|k| k.id.clone()).collect::<Vec<_>>(),
-        ids[3..]
-    );
-    let all = store
-        .list_keys(
-            &KeyFilter::default(),
-            &Page {
-                after: None,
-                limit: 100,
-            },
-        )
-        .await
-        .unwrap();
+    let filter = KeyFilter { site: Some(site.id.clone()) };
+    let first = store.list_keys(&filter, &Page { after: None, limit: 3 }).await.unwrap();
+    assert_eq!(first.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), ids[..3]);
+    let rest = store.list_keys(&filter, &Page { after: Some(ids[2].to_string()), limit: 3 }).await.unwrap();
+    assert_eq!(rest.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), ids[3..]);
+    let all = store.list_keys(&KeyFilter::default(), &Page { after: None, limit: 100 }).await.unwrap();
     assert_eq!(all.len(), 7);
     assert_eq!(all[0].id, master.id);
-    let sites = store
-        .list_sites(&Page {
-            after: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        sites.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-        [other.id, site.id]
-    );
+    let sites = store.list_sites(&Page { after: None, limit: 10 }).await.unwrap();
+    assert_eq!(sites.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [other.id, site.id]);
 }
 
 async fn an_update_applies_only_to_the_version_that_was_read(store: SharedStore) {
     let site = store_site(&store, "a").await;
     let key = store_key(&store, Permission::Write, Some(&site.id)).await;
     let after = blocked(&key);
-    let audit = event(AuditAction::KeyBlocked)
-        .for_key(&key)
-        .with_changes(AuditChange::between(&key, &after));
-    store
-        .update_key(
-            &key,
-            Audited {
-                value: &after,
-                event: &audit,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_key(&key.id).await.unwrap().unwrap().status,
-        Status::Blocked
-    );
+    let audit = event(AuditAction::KeyBlocked).for_key(&key).with_changes(AuditChange::between(&key, &after));
+    store.update_key(&key, Audited { value: &after, event: &audit }).await.unwrap();
+    assert_eq!(store.get_key(&key.id).await.unwrap().unwrap().status, Status::Blocked);
     // A second writer that read the old version must not overwrite the new one.
-    let stale = KeyRecord {
-        name: KeyName::parse("stale").unwrap(),
-        ..blocked(&key)
-    };
-    let result = store
-        .update_key(
-            &key,
-            Audited {
-                value: &stale,
-                event: &event(AuditAction::KeyUpdated),
-            },
-        )
-        .await;
+    let stale = KeyRecord { name: KeyName::parse("stale").unwrap(), ..blocked(&key) };
+    let result = store.update_key(&key, Audited { value: &stale, event: &event(AuditAction::KeyUpdated) }).await;
     assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
     let gone = new_key(Permission::Read, Some(&site.id));
-    let result = store
-        .update_key(
-            &gone,
-            Audited {
-                value: &blocked(&gone),
-                event: &event(AuditAction::KeyBlocked),
-            },
-        )
-        .await;
+    let result =
+        store.update_key(&gone, Audited { value: &blocked(&gone), event: &event(AuditAction::KeyBlocked) }).await;
     assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
 }
 
 async fn the_last_usable_master_key_cannot_be_blocked_or_deleted(store: SharedStore) {
     let first = store_key(&store, Permission::Master, None).await;
     let block = || event(AuditAction::KeyBlocked);
-    let result = store
-        .update_key(
-            &first,
-            Audited {
-                value: &blocked(&first),
-                event: &block(),
-            },
-        )
-        .await;
+    let result = store.update_key(&first, Audited { value: &blocked(&first), event: &block() }).await;
     assert!(matches!(result, Err(StoreError::LastMaster)), "{result:?}");
-    let result = store
-        .delete_key(Audited {
-            value: &first,
-            event: &event(AuditAction::KeyDeleted),
-        })
-        .await;
+    let result = store.delete_key(Audited { value: &first, event: &event(AuditAction::KeyDeleted) }).await;
     assert!(matches!(result, Err(StoreError::LastMaster)), "{result:?}");
     // An expired second Master does not count as a way back in.
     let mut expired = new_key(Permission::Master, None);
     expired.expires_at = Some(truncate_to_millis(Utc::now() - Duration::hours(1)));
-    store
-        .create_key(Audited {
-            value: &expired,
-            event: &event(AuditAction::KeyCreated),
-        })
-        .await
-        .unwrap();
-    let result = store
-        .delete_key(Audited {
-            value: &first,
-            event: &event(AuditAction::KeyDeleted),
-        })
-        .await;
+    store.create_key(Audited { value: &expired, event: &event(AuditAction::KeyCreated) }).await.unwrap();
+    let result = store.delete_key(Audited { value: &first, event: &event(AuditAction::KeyDeleted) }).await;
     assert!(matches!(result, Err(StoreError::LastMaster)), "{result:?}");
     store_key(&store, Permission::Master, None).await;
-    store
-        .update_key(
-            &first,
-            Audited {
-                value: &blocked(&first),
-                event: &block(),
-            },
-        )
-        .await
-        .unwrap();
+    store.update_key(&first, Audited { value: &blocked(&first), event: &block() }).await.unwrap();
 }
 
 async fn deleting_a_site_deletes_its_keys_and_returns_them(store: SharedStore) {
     let site = store_site(&store, "doomed").await;
     let key = store_key(&store, Permission::Admin, Some(&site.id)).await;
-    let deleted = store
-        .delete_site(&site.id, &event(AuditAction::SiteDeleted).for_site(&site))
-        .await
-        .unwrap();
+    let deleted = store.delete_site(&site.id, &event(AuditAction::SiteDeleted).for_site(&site)).await.unwrap();
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].id, key.id);
     assert_eq!(store.get_key(&key.id).await.unwrap(), None);
     assert_eq!(store.get_site(&site.id).await.unwrap(), None);
-    let again = store
-        .delete_site(&site.id, &event(AuditAction::SiteDeleted))
-        .await;
+    let again = store.delete_site(&site.id, &event(AuditAction::SiteDeleted)).await;
     assert!(matches!(again, Err(StoreError::NotFound)), "{again:?}");
 }
 
@@ -329,64 +168,22 @@ async fn last_used_only_moves_forward(store: SharedStore) {
     let key = store_key(&store, Permission::Master, None).await;
     let later = truncate_to_millis(Utc::now());
     let earlier = later - Duration::minutes(5);
-    store
-        .record_last_used(&[(key.id.clone(), later)])
-        .await
-        .unwrap();
-    store
-        .record_last_used(&[(key.id.clone(), earlier)])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.get_key(&key.id).await.unwrap().unwrap().last_used_at,
-        Some(later)
-    );
+    store.record_last_used(&[(key.id.clone(), later)]).await.unwrap();
+    store.record_last_used(&[(key.id.clone(), earlier)]).await.unwrap();
+    assert_eq!(store.get_key(&key.id).await.unwrap().unwrap().last_used_at, Some(later));
 }
 
 async fn audit_events_are_filtered_by_site_key_and_action(store: SharedStore) {
     let site = store_site(&store, "audited").await;
     let key = store_key(&store, Permission::Read, Some(&site.id)).await;
     let after = blocked(&key);
-    let audit = event(AuditAction::KeyBlocked)
-        .for_key(&key)
-        .with_changes(AuditChange::between(&key, &after));
-    store
-        .update_key(
-            &key,
-            Audited {
-                value: &after,
-                event: &audit,
-            },
-        )
-        .await
-        .unwrap();
-    let page = Page {
-        after: None,
-        limit: 10,
-    };
-    let for_site = store
-        .list_audit(
-            &AuditFilter {
-                site: Some(site.id.clone()),
-                ..Default::default()
-            },
-            &page,
-        )
-        .await;
+    let audit = event(AuditAction::KeyBlocked).for_key(&key).with_changes(AuditChange::between(&key, &after));
+    store.update_key(&key, Audited { value: &after, event: &audit }).await.unwrap();
+    let page = Page { after: None, limit: 10 };
+    let for_site = store.list_audit(&AuditFilter { site: Some(site.id.clone()), ..Default::default() }, &page).await;
     let actions: Vec<_> = for_site.unwrap().iter().map(|e| e.action).collect();
-    assert_eq!(
-        actions,
-        [
-            AuditAction::KeyBlocked,
-            AuditAction::KeyCreated,
-            AuditAction::SiteCreated
-        ]
-    );
-    let filter = AuditFilter {
-        key: Some(key.id.clone()),
-        action: Some(AuditAction::KeyBlocked),
-        ..Default::default()
-    };
+    assert_eq!(actions, [AuditAction::KeyBlocked, AuditAction::KeyCreated, AuditAction::SiteCreated]);
+    let filter = AuditFilter { key: Some(key.id.clone()), action: Some(AuditAction::KeyBlocked), ..Default::default() };
     let blocked_events = store.list_audit(&filter, &page).await.unwrap();
     assert_eq!(blocked_events, [audit]);
 }
@@ -403,18 +200,7 @@ async fn thirty_two_concurrent_creators_all_succeed(store: SharedStore) {
     for task in tasks {
         task.await.expect("a creator failed");
     }
-    let listed = store
-        .list_keys(
-            &KeyFilter {
-                site: Some(site.id),
-            },
-            &Page {
-                after: None,
-                limit: 100,
-            },
-        )
-        .await
-        .unwrap();
+    let listed = store.list_keys(&KeyFilter { site: Some(site.id) }, &Page { after: None, limit: 100 }).await.unwrap();
     assert_eq!(listed.len(), 32);
 }
 
@@ -424,24 +210,12 @@ async fn an_import_keeps_ids_hashes_and_times(store: SharedStore) {
     key.last_used_at = Some(truncate_to_millis(Utc::now() - Duration::days(3)));
     let master = new_key(Permission::Master, None);
     let audit = event(AuditAction::KeyCreated).for_key(&key);
-    let batch = ImportBatch {
-        sites: vec![site.clone()],
-        keys: vec![key.clone(), master.clone()],
-        events: vec![audit.clone()],
-    };
+    let batch =
+        ImportBatch { sites: vec![site.clone()], keys: vec![key.clone(), master.clone()], events: vec![audit.clone()] };
     store.import(&batch).await.unwrap();
     assert_eq!(store.get_site(&site.id).await.unwrap(), Some(site));
     assert_eq!(store.find_key_by_hash(&key.hash).await.unwrap(), Some(key));
     assert_eq!(store.get_key(&master.id).await.unwrap(), Some(master));
-    let events = store
-        .list_audit(
-            &AuditFilter::default(),
-            &Page {
-                after: None,
-                limit: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let events = store.list_audit(&AuditFilter::default(), &Page { after: None, limit: 10 }).await.unwrap();
     assert_eq!(events, [audit]);
 }

@@ -82,11 +82,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>>;
     /// Replaces the mutable fields of `before` with those of `after`, if the stored key
     /// still has `before.updated_at`; otherwise `Conflict`.
-    async fn update_key(
-        &self,
-        before: &KeyRecord,
-        after: Audited<'_, KeyRecord>,
-    ) -> StoreResult<()>;
+    async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()>;
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
     /// Moves `last_used_at` forward (never backwards) for a batch of keys.
     async fn record_last_used(&self, uses: &[(KeyId, DateTime<Utc>)]) -> StoreResult<()>;
@@ -99,9 +95,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes made by *other* instances sharing this database, for backends that have
     /// several (PostgreSQL `LISTEN/NOTIFY`). `None` for single-instance backends.
-    async fn watch_invalidations(
-        &self,
-    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
+    async fn watch_invalidations(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
         Ok(None)
     }
 }

@@ -5,8 +5,8 @@
 use crate::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use latchkey_core::{
-    AuditChange, AuditEvent, Description, EventId, KeyHash, KeyId, KeyName, KeyPrefix, KeyRecord,
-    Permission, Scopes, Site, SiteId, SiteName, Status,
+    AuditChange, AuditEvent, Description, EventId, KeyHash, KeyId, KeyName, KeyPrefix, KeyRecord, Permission, Scopes,
+    Site, SiteId, SiteName, Status,
 };
 
 pub fn millis(at: DateTime<Utc>) -> i64 {
@@ -78,18 +78,9 @@ impl KeyRow {
         let scopes: Vec<&str> = self.scopes.split_whitespace().collect();
         Ok(KeyRecord {
             id: KeyId::parse(&self.id).ok_or_else(|| corrupt("key id"))?,
-            site_id: self
-                .site_id
-                .as_deref()
-                .map(|s| SiteId::parse(s).ok_or_else(|| corrupt("site id")))
-                .transpose()?,
+            site_id: self.site_id.as_deref().map(|s| SiteId::parse(s).ok_or_else(|| corrupt("site id"))).transpose()?,
             name: KeyName::parse(&self.name).map_err(corrupt)?,
-            description: self
-                .description
-                .as_deref()
-                .map(Description::parse)
-                .transpose()
-                .map_err(corrupt)?,
+            description: self.description.as_deref().map(Description::parse).transpose().map_err(corrupt)?,
             permission: self.permission.parse::<Permission>().map_err(corrupt)?,
             scopes: Scopes::parse(&scopes).map_err(corrupt)?,
             status: self.status.parse::<Status>().map_err(corrupt)?,

@@ -45,6 +45,9 @@ struct MigrateArgs {
     /// Copy into a target that already holds data.
     #[arg(long)]
     force: bool,
+    /// With PostgreSQL: the schema holding Latchkey's tables (either side).
+    #[arg(long, env = "LATCHKEY_POSTGRES_SCHEMA")]
+    postgres_schema: Option<String>,
 }
 
 #[derive(Args)]
@@ -52,6 +55,9 @@ struct DatabaseArgs {
     /// A file path or `sqlite://` URL (embedded SQLite), or a `postgres://` URL.
     #[arg(long, env = "LATCHKEY_DATABASE", default_value = "latchkey.db")]
     database: String,
+    /// With PostgreSQL: keep Latchkey's tables in this schema (created if missing).
+    #[arg(long, env = "LATCHKEY_POSTGRES_SCHEMA")]
+    postgres_schema: Option<String>,
     /// The prefix of every key this deployment issues (`lk_...`).
     #[arg(long, env = "LATCHKEY_KEY_PREFIX", default_value = "lk")]
     key_prefix: String,
@@ -82,60 +88,47 @@ struct ServeArgs {
 
 impl DatabaseArgs {
     async fn open(&self) -> anyhow::Result<SharedStore> {
-        open_store(&self.database).await
+        open_store(&self.database, self.postgres_schema.as_deref()).await
     }
 
     fn key_format(&self) -> anyhow::Result<KeyFormat> {
-        KeyFormat::new(&self.key_prefix).map_err(|_| {
-            anyhow::anyhow!(
-                "--key-prefix must be 1-16 characters of [a-z0-9], starting with a letter"
-            )
-        })
+        KeyFormat::new(&self.key_prefix)
+            .map_err(|_| anyhow::anyhow!("--key-prefix must be 1-16 characters of [a-z0-9], starting with a letter"))
     }
 }
 
 /// Picks the backend from the location: `postgres://` (or `postgresql://`) URLs go to
 /// PostgreSQL, anything else is an SQLite file.
-async fn open_store(location: &str) -> anyhow::Result<SharedStore> {
-    let store: SharedStore =
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-            Arc::new(
-                latchkey_postgres::PostgresStore::open(location)
-                    .await
-                    .context("could not open PostgreSQL")?,
-            )
-        } else {
-            Arc::new(
-                latchkey_sqlite::SqliteStore::open(location)
-                    .await
-                    .with_context(|| format!("could not open the SQLite database {location:?}"))?,
-            )
+async fn open_store(location: &str, postgres_schema: Option<&str>) -> anyhow::Result<SharedStore> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        let store = match postgres_schema {
+            Some(schema) => latchkey_postgres::PostgresStore::open_in_schema(location, schema).await,
+            None => latchkey_postgres::PostgresStore::open(location).await,
         };
-    Ok(store)
+        return Ok(Arc::new(store.context("could not open PostgreSQL")?));
+    }
+    let store = latchkey_sqlite::SqliteStore::open(location)
+        .await
+        .with_context(|| format!("could not open the SQLite database {location:?}"))?;
+    Ok(Arc::new(store))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Bootstrap(args) => bootstrap(args).await,
         Command::Migrate(args) => {
-            let from = open_store(&args.from).await?;
-            let to = open_store(&args.to).await?;
+            let from = open_store(&args.from, args.postgres_schema.as_deref()).await?;
+            let to = open_store(&args.to, args.postgres_schema.as_deref()).await?;
             migrate::copy_everything(from.as_ref(), to.as_ref(), args.force).await
         }
         Command::Openapi => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&latchkey_server::openapi_document())?
-            );
+            println!("{}", serde_json::to_string_pretty(&latchkey_server::openapi_document())?);
             Ok(())
         }
     }
@@ -144,24 +137,14 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         key_format: args.database.key_format()?,
-        trusted_proxies: args
-            .trust_proxy
-            .parse::<TrustedProxies>()
-            .map_err(anyhow::Error::msg)?,
+        trusted_proxies: args.trust_proxy.parse::<TrustedProxies>().map_err(anyhow::Error::msg)?,
         cache_capacity: args.cache_capacity,
         cache_max_staleness: Duration::from_secs_f64(args.cache_max_staleness),
-        failure_throttle: ThrottleConfig {
-            max_failures: args.failure_limit,
-            window_seconds: args.failure_window,
-        },
+        failure_throttle: ThrottleConfig { max_failures: args.failure_limit, window_seconds: args.failure_window },
         ..ServerConfig::default()
     };
     let state = AppState::new(args.database.open().await?, config, Arc::new(SystemClock));
-    if let Some(key) = state
-        .ensure_bootstrap_key()
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?
-    {
+    if let Some(key) = state.ensure_bootstrap_key().await.map_err(|e| anyhow::anyhow!(e.message))? {
         eprintln!("Created the first Master key. It is shown this once; store it now:");
         println!("{}", key.expose());
     }
@@ -177,16 +160,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn bootstrap(args: DatabaseArgs) -> anyhow::Result<()> {
     let state = AppState::new(
         args.open().await?,
-        ServerConfig {
-            key_format: args.key_format()?,
-            ..Default::default()
-        },
+        ServerConfig { key_format: args.key_format()?, ..Default::default() },
         Arc::new(SystemClock),
     );
-    let key = state
-        .issue_bootstrap_key()
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let key = state.issue_bootstrap_key().await.map_err(|e| anyhow::anyhow!(e.message))?;
     println!("{}", key.expose());
     Ok(())
 }

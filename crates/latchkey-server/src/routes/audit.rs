@@ -47,11 +47,7 @@ impl From<AuditEvent> for AuditEventView {
             changes: event
                 .changes
                 .into_iter()
-                .map(|c| AuditChangeView {
-                    field: c.field,
-                    before: c.before,
-                    after: c.after,
-                })
+                .map(|c| AuditChangeView { field: c.field, before: c.before, after: c.after })
                 .collect(),
         }
     }
@@ -90,24 +86,16 @@ pub async fn list_audit(
     let filter = AuditFilter {
         site: auth.caller.listing_scope(requested.as_ref())?,
         key: match query.key.as_deref() {
-            Some(raw) => {
-                Some(KeyId::parse(raw).ok_or_else(|| ApiError::validation("key is not a key id"))?)
-            }
+            Some(raw) => Some(KeyId::parse(raw).ok_or_else(|| ApiError::validation("key is not a key id"))?),
             None => None,
         },
         action: match query.action.as_deref() {
-            Some(raw) => Some(
-                raw.parse()
-                    .map_err(|_| ApiError::validation("action is not a known audit action"))?,
-            ),
+            Some(raw) => Some(raw.parse().map_err(|_| ApiError::validation("action is not a known audit action"))?),
             None => None,
         },
     };
     let (page, limit) = page(query.cursor, query.limit)?;
     let mut events = state.store.list_audit(&filter, &page).await?;
     let next_cursor = next_cursor(&mut events, limit, |event| event.id.to_string());
-    Ok(Json(AuditList {
-        data: events.into_iter().map(AuditEventView::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(AuditList { data: events.into_iter().map(AuditEventView::from).collect(), next_cursor }))
 }

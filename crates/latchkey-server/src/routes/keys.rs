@@ -9,9 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use latchkey_core::{
-    AuditAction, Description, KeyName, KeyRecord, Permission, Scopes, SiteId, Status,
-};
+use latchkey_core::{AuditAction, Description, KeyName, KeyRecord, Permission, Scopes, SiteId, Status};
 use latchkey_store::KeyFilter;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -156,10 +154,7 @@ pub async fn list_keys(
     let mut keys = state.store.list_keys(&KeyFilter { site }, &page).await?;
     let next_cursor = next_cursor(&mut keys, limit, |key| key.id.to_string());
     let now = state.clock.now();
-    Ok(Json(KeyList {
-        data: keys.iter().map(|key| KeyView::of(key, now)).collect(),
-        next_cursor,
-    }))
+    Ok(Json(KeyList { data: keys.iter().map(|key| KeyView::of(key, now)).collect(), next_cursor }))
 }
 
 /// Creates a key. The response is the only one that ever holds the full key.
@@ -179,25 +174,14 @@ pub async fn create_key(
     let now = state.clock.now();
     let spec = NewKey {
         name: KeyName::parse(&body.name)?,
-        description: body
-            .description
-            .as_deref()
-            .map(Description::parse)
-            .transpose()?,
+        description: body.description.as_deref().map(Description::parse).transpose()?,
         permission,
         scopes: Scopes::parse(body.scopes.as_deref().unwrap_or_default())?,
         site_id,
-        expires_at: body
-            .expires_at
-            .as_deref()
-            .map(|raw| future_time("expires_at", raw, now))
-            .transpose()?,
+        expires_at: body.expires_at.as_deref().map(|raw| future_time("expires_at", raw, now)).transpose()?,
     };
     let (record, secret) = state.issue_key(&auth.actor, spec).await?;
-    let created = CreatedKey {
-        metadata: KeyView::of(&record, now),
-        key: secret.expose().to_owned(),
-    };
+    let created = CreatedKey { metadata: KeyView::of(&record, now), key: secret.expose().to_owned() };
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -249,10 +233,7 @@ pub async fn update_key(
                 after.scopes = Scopes::parse(scopes)?;
             }
             if let Some(expires_at) = &body.expires_at {
-                after.expires_at = expires_at
-                    .as_deref()
-                    .map(|raw| future_time("expires_at", raw, now))
-                    .transpose()?;
+                after.expires_at = expires_at.as_deref().map(|raw| future_time("expires_at", raw, now)).transpose()?;
             }
             Ok(after)
         })
@@ -260,25 +241,9 @@ pub async fn update_key(
     Ok(Json(KeyView::of(&updated, now)))
 }
 
-async fn set_status(
-    state: &AppState,
-    auth: &Authenticated,
-    id: &str,
-    status: Status,
-) -> Result<KeyView, ApiError> {
-    let action = if status == Status::Blocked {
-        AuditAction::KeyBlocked
-    } else {
-        AuditAction::KeyUnblocked
-    };
-    let updated = state
-        .change_key(auth, id, action, |before| {
-            Ok(KeyRecord {
-                status,
-                ..before.clone()
-            })
-        })
-        .await?;
+async fn set_status(state: &AppState, auth: &Authenticated, id: &str, status: Status) -> Result<KeyView, ApiError> {
+    let action = if status == Status::Blocked { AuditAction::KeyBlocked } else { AuditAction::KeyUnblocked };
+    let updated = state.change_key(auth, id, action, |before| Ok(KeyRecord { status, ..before.clone() })).await?;
     Ok(KeyView::of(&updated, state.clock.now()))
 }
 
@@ -322,15 +287,8 @@ pub async fn delete_key(
 #[utoipa::path(get, path = "/whoami", tag = "keys",
     responses((status = 200, body = KeyView), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn whoami(
-    State(state): State<AppState>,
-    auth: Authenticated,
-) -> Result<Json<KeyView>, ApiError> {
+pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> Result<Json<KeyView>, ApiError> {
     // The cache holds only what verification needs; the full record comes from the store.
-    let key = state
-        .store
-        .get_key(&auth.key.id())
-        .await?
-        .ok_or_else(|| ApiError::not_found("key"))?;
+    let key = state.store.get_key(&auth.key.id()).await?.ok_or_else(|| ApiError::not_found("key"))?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }

@@ -22,11 +22,7 @@ pub struct SiteView {
 
 impl From<Site> for SiteView {
     fn from(site: Site) -> Self {
-        Self {
-            id: site.id.to_string(),
-            name: site.name.as_str().to_owned(),
-            created_at: site.created_at,
-        }
+        Self { id: site.id.to_string(), name: site.name.as_str().to_owned(), created_at: site.created_at }
     }
 }
 
@@ -68,19 +64,10 @@ pub async fn list_sites(
             Some(id) => state.store.get_site(id).await?,
             None => None,
         };
-        own.into_iter()
-            .filter(|site| {
-                page.after
-                    .as_deref()
-                    .is_none_or(|after| site.id.as_str() < after)
-            })
-            .collect()
+        own.into_iter().filter(|site| page.after.as_deref().is_none_or(|after| site.id.as_str() < after)).collect()
     };
     let next_cursor = next_cursor(&mut sites, limit, |site| site.id.to_string());
-    Ok(Json(SiteList {
-        data: sites.into_iter().map(SiteView::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(SiteList { data: sites.into_iter().map(SiteView::from).collect(), next_cursor }))
 }
 
 #[utoipa::path(post, path = "/sites", tag = "sites", request_body = SiteBody,
@@ -92,9 +79,7 @@ pub async fn create_site(
     ApiJson(body): ApiJson<SiteBody>,
 ) -> Result<(StatusCode, Json<SiteView>), ApiError> {
     auth.caller.may_manage_sites()?;
-    let site = state
-        .create_site(&auth.actor, SiteName::parse(&body.name)?)
-        .await?;
+    let site = state.create_site(&auth.actor, SiteName::parse(&body.name)?).await?;
     Ok((StatusCode::CREATED, Json(site.into())))
 }
 
@@ -117,11 +102,7 @@ pub async fn get_site(
     Path(id): Path<String>,
 ) -> Result<Json<SiteView>, ApiError> {
     let id = visible_site(&auth, &id)?;
-    let site = state
-        .store
-        .get_site(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("site"))?;
+    let site = state.store.get_site(&id).await?.ok_or_else(|| ApiError::not_found("site"))?;
     Ok(Json(site.into()))
 }
 
@@ -136,9 +117,7 @@ pub async fn update_site(
 ) -> Result<Json<SiteView>, ApiError> {
     auth.caller.may_manage_sites()?;
     let id = visible_site(&auth, &id)?;
-    let site = state
-        .rename_site(&auth.actor, &id, SiteName::parse(&body.name)?)
-        .await?;
+    let site = state.rename_site(&auth.actor, &id, SiteName::parse(&body.name)?).await?;
     Ok(Json(site.into()))
 }
 

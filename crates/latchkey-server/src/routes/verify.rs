@@ -71,19 +71,13 @@ enum Verdict {
     Unmet(Unmet, std::sync::Arc<VerifiedKey>),
 }
 
-async fn judge(
-    state: &AppState,
-    key: &str,
-    requirement: &Requirement,
-) -> Result<Verdict, ApiError> {
+async fn judge(state: &AppState, key: &str, requirement: &Requirement) -> Result<Verdict, ApiError> {
     Ok(match state.verifier.check(key, state.clock.now()).await? {
         KeyLookup::Refused(reason, key) => Verdict::Refused(reason, key),
-        KeyLookup::Usable(key) => {
-            match requirement.check(key.permission, key.site_ulid(), &key.scopes) {
-                Ok(()) => Verdict::Valid(key),
-                Err(unmet) => Verdict::Unmet(unmet, key),
-            }
-        }
+        KeyLookup::Usable(key) => match requirement.check(key.permission, key.site_ulid(), &key.scopes) {
+            Ok(()) => Verdict::Valid(key),
+            Err(unmet) => Verdict::Unmet(unmet, key),
+        },
     })
 }
 
@@ -95,19 +89,13 @@ fn unmet_code(unmet: Unmet) -> ErrorCode {
     }
 }
 
-fn parse_requirement(
-    permission: Option<&str>,
-    scopes: &[String],
-    site: Option<&str>,
-) -> Result<Requirement, ApiError> {
+fn parse_requirement(permission: Option<&str>, scopes: &[String], site: Option<&str>) -> Result<Requirement, ApiError> {
     Ok(Requirement {
         permission: permission.map(str::parse::<Permission>).transpose()?,
         scopes: Scopes::parse(scopes)?,
         site: site
             .map(|raw| {
-                SiteId::parse(raw)
-                    .map(|id| id.ulid())
-                    .ok_or_else(|| ApiError::validation("site_id is not a site id"))
+                SiteId::parse(raw).map(|id| id.ulid()).ok_or_else(|| ApiError::validation("site_id is not a site id"))
             })
             .transpose()?,
     })
@@ -116,9 +104,7 @@ fn parse_requirement(
 /// Only unknown keys count towards throttling: they are what guessing produces, while a
 /// blocked or expired key is a real key a service may legitimately keep seeing.
 fn throttle_guess(state: &AppState, reason: RefusalReason, ip: Option<IpAddr>) -> Option<ApiError> {
-    (reason == RefusalReason::NotFound)
-        .then(|| throttled(state, ip, state.clock.now()))
-        .flatten()
+    (reason == RefusalReason::NotFound).then(|| throttled(state, ip, state.clock.now())).flatten()
 }
 
 /// The client address as seen by this server (socket, or trusted proxy's X-Forwarded-For).
@@ -127,10 +113,7 @@ pub struct ClientIp(pub Option<IpAddr>);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(client_ip(parts, state)))
     }
 }
@@ -165,11 +148,7 @@ pub async fn verify_key(
         }
         Verdict::Unmet(unmet, key) => (unmet_code(unmet).describe().0, Some(key)),
     };
-    Ok(Json(VerifyAnswer {
-        valid: code == "valid",
-        code,
-        metadata: key.as_deref().map(VerifiedMetadata::of),
-    }))
+    Ok(Json(VerifyAnswer { valid: code == "valid", code, metadata: key.as_deref().map(VerifiedMetadata::of) }))
 }
 
 /// The level a forwarded request needs by default: the Forja seed's table, where reading
@@ -190,22 +169,13 @@ struct AuthQuery {
 /// Parses `?permission=&site=&scope=&scope=` (repeatable `scope`, which serde's query
 /// extractor cannot express). Unknown parameters are refused so typos don't weaken a check.
 fn parse_auth_query(query: Option<&str>) -> Result<AuthQuery, ApiError> {
-    let mut parsed = AuthQuery {
-        permission: None,
-        site: None,
-        scopes: Vec::new(),
-    };
+    let mut parsed = AuthQuery { permission: None, site: None, scopes: Vec::new() };
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "permission" => parsed.permission = Some(value.into_owned()),
             "site" => parsed.site = Some(value.into_owned()),
             "scope" => parsed.scopes.push(value.into_owned()),
-            other => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidQuery,
-                    format!("unknown query parameter {other:?}"),
-                ))
-            }
+            other => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("unknown query parameter {other:?}"))),
         }
     }
     Ok(parsed)
@@ -237,26 +207,15 @@ pub async fn forward_auth(
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
         .unwrap_or(method.as_str());
-    let permission = query
-        .permission
-        .clone()
-        .unwrap_or_else(|| level_for_method(original_method).as_str().to_owned());
+    let permission = query.permission.clone().unwrap_or_else(|| level_for_method(original_method).as_str().to_owned());
     let requirement = parse_requirement(Some(&permission), &query.scopes, query.site.as_deref())?;
     let Some(presented) = presented_key(&headers).filter(|key| !key.is_empty()) else {
-        return Err(ApiError::new(
-            ErrorCode::MissingApiKey,
-            "send the API key in the X-API-Key header",
-        ));
+        return Err(ApiError::new(ErrorCode::MissingApiKey, "send the API key in the X-API-Key header"));
     };
     match judge(&state, presented, &requirement).await? {
         Verdict::Valid(key) => Ok(allowed(&key)),
-        Verdict::Refused(reason, _) => {
-            Err(throttle_guess(&state, reason, ip).unwrap_or_else(|| refusal_error(reason)))
-        }
-        Verdict::Unmet(unmet, _) => Err(ApiError::new(
-            unmet_code(unmet),
-            "this key may not make this request",
-        )),
+        Verdict::Refused(reason, _) => Err(throttle_guess(&state, reason, ip).unwrap_or_else(|| refusal_error(reason))),
+        Verdict::Unmet(unmet, _) => Err(ApiError::new(unmet_code(unmet), "this key may not make this request")),
     }
 }
 
@@ -269,10 +228,7 @@ fn allowed(key: &VerifiedKey) -> Response {
         }
     };
     set("x-latchkey-key-id", key.id().to_string());
-    set(
-        "x-latchkey-site",
-        key.site_id().map(|id| id.to_string()).unwrap_or_default(),
-    );
+    set("x-latchkey-site", key.site_id().map(|id| id.to_string()).unwrap_or_default());
     set("x-latchkey-permission", key.permission.as_str().to_owned());
     set("x-latchkey-scopes", key.scopes.to_strings().join(" "));
     response

@@ -17,15 +17,8 @@ enum Who {
     Blocked,
 }
 
-const EVERYONE: [Who; 7] = [
-    Who::Read,
-    Who::Write,
-    Who::Admin,
-    Who::Master,
-    Who::OtherSiteAdmin,
-    Who::NoKey,
-    Who::Blocked,
-];
+const EVERYONE: [Who; 7] =
+    [Who::Read, Who::Write, Who::Admin, Who::Master, Who::OtherSiteAdmin, Who::NoKey, Who::Blocked];
 
 struct Fixture {
     app: TestApp,
@@ -45,19 +38,7 @@ impl Fixture {
         let blocked = app.create_key("admin", Some(&site)).await;
         app.block(&blocked.0).await;
         let master = (String::new(), app.master_key.clone());
-        Self {
-            app,
-            site,
-            keys: vec![
-                read,
-                write,
-                admin,
-                master,
-                other_admin,
-                (String::new(), String::new()),
-                blocked,
-            ],
-        }
+        Self { app, site, keys: vec![read, write, admin, master, other_admin, (String::new(), String::new()), blocked] }
     }
 
     fn key(&self, who: Who) -> Option<&str> {
@@ -101,9 +82,7 @@ fn routes() -> Vec<Route> {
             method: Method::POST,
             path: "/api/v1/sites",
             body: Some(name.clone()),
-            expect: [
-                FORBIDDEN, FORBIDDEN, FORBIDDEN, CREATED, FORBIDDEN, MISSING, BLOCKED,
-            ],
+            expect: [FORBIDDEN, FORBIDDEN, FORBIDDEN, CREATED, FORBIDDEN, MISSING, BLOCKED],
         },
         Route {
             method: Method::GET,
@@ -115,17 +94,13 @@ fn routes() -> Vec<Route> {
             method: Method::PATCH,
             path: "/api/v1/sites/{site}",
             body: Some(name.clone()),
-            expect: [
-                FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, MISSING, BLOCKED,
-            ],
+            expect: [FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, MISSING, BLOCKED],
         },
         Route {
             method: Method::DELETE,
             path: "/api/v1/sites/{fresh_site}",
             body: None,
-            expect: [
-                FORBIDDEN, FORBIDDEN, FORBIDDEN, GONE, FORBIDDEN, MISSING, BLOCKED,
-            ],
+            expect: [FORBIDDEN, FORBIDDEN, FORBIDDEN, GONE, FORBIDDEN, MISSING, BLOCKED],
         },
         Route {
             method: Method::GET,
@@ -143,9 +118,7 @@ fn routes() -> Vec<Route> {
             method: Method::POST,
             path: "/api/v1/keys",
             body: Some(new_key),
-            expect: [
-                FORBIDDEN, FORBIDDEN, CREATED, CREATED, FORBIDDEN, MISSING, BLOCKED,
-            ],
+            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, FORBIDDEN, MISSING, BLOCKED],
         },
         Route {
             method: Method::GET,
@@ -202,27 +175,11 @@ async fn every_route_answers_every_kind_of_caller_exactly_as_specified() {
             let target = app.create_key("read", Some(&fixture.site)).await.0;
             let fresh_site = app.create_site("throwaway").await;
             let fill = |text: &str| {
-                text.replace("{site}", &fixture.site)
-                    .replace("{target}", &target)
-                    .replace("{fresh_site}", &fresh_site)
+                text.replace("{site}", &fixture.site).replace("{target}", &target).replace("{fresh_site}", &fresh_site)
             };
-            let body = route
-                .body
-                .as_ref()
-                .map(|b| serde_json::from_str(&fill(&b.to_string())).unwrap());
-            let (got, answer) = app
-                .call(
-                    route.method.clone(),
-                    &fill(route.path),
-                    fixture.key(who),
-                    body,
-                )
-                .await;
-            let got_code = if got.is_success() {
-                ""
-            } else {
-                answer["error"]["code"].as_str().unwrap_or("<not JSON>")
-            };
+            let body = route.body.as_ref().map(|b| serde_json::from_str(&fill(&b.to_string())).unwrap());
+            let (got, answer) = app.call(route.method.clone(), &fill(route.path), fixture.key(who), body).await;
+            let got_code = if got.is_success() { "" } else { answer["error"]["code"].as_str().unwrap_or("<not JSON>") };
             if got != StatusCode::from_u16(status).unwrap() || got_code != code {
                 failures.push(format!(
                     "{} {} as {who:?}: expected {status} {code}, got {} {got_code}",
@@ -233,12 +190,7 @@ async fn every_route_answers_every_kind_of_caller_exactly_as_specified() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} cells differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[tokio::test]
@@ -246,47 +198,21 @@ async fn an_admin_cannot_create_raise_to_or_see_a_master_key() {
     let app = spawn_app().await;
     let site = app.create_site("a").await;
     let (_, admin) = app.create_key("admin", Some(&site)).await;
-    let (status, body) = app
-        .post(
-            "/api/v1/keys",
-            &admin,
-            json!({ "name": "m", "permission": "master", "site_id": null }),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (403, "insufficient_permission")
-    );
+    let (status, body) =
+        app.post("/api/v1/keys", &admin, json!({ "name": "m", "permission": "master", "site_id": null })).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
     let (read_id, _) = app.create_key_as(&admin, "read", Some(&site)).await;
     let (status, body) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/keys/{read_id}"),
-            Some(&admin),
-            Some(json!({"permission": "master"})),
-        )
+        .call(Method::PATCH, &format!("/api/v1/keys/{read_id}"), Some(&admin), Some(json!({"permission": "master"})))
         .await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (403, "insufficient_permission")
-    );
+    assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
     let (master_id, _) = app.create_key("master", None).await;
     let (status, body) = app.get(&format!("/api/v1/keys/{master_id}"), &admin).await;
     assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/keys/{master_id}/block"),
-            &admin,
-            json!({}),
-        )
-        .await;
+    let (status, body) = app.post(&format!("/api/v1/keys/{master_id}/block"), &admin, json!({})).await;
     assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
     let (_, listed) = app.get("/api/v1/keys", &admin).await;
-    assert!(listed["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|k| k["permission"] != "master"));
+    assert!(listed["data"].as_array().unwrap().iter().all(|k| k["permission"] != "master"));
 }
 
 #[tokio::test]
@@ -296,29 +222,12 @@ async fn an_admin_of_site_a_cannot_touch_site_b() {
     let b = app.create_site("b").await;
     let (_, admin_a) = app.create_key("admin", Some(&a)).await;
     let (key_b, _) = app.create_key("read", Some(&b)).await;
-    let (status, body) = app
-        .post(
-            "/api/v1/keys",
-            &admin_a,
-            json!({ "name": "x", "permission": "read", "site_id": b }),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (403, "insufficient_permission")
-    );
-    let (status, body) = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/keys/{key_b}"),
-            Some(&admin_a),
-            None,
-        )
-        .await;
+    let (status, body) =
+        app.post("/api/v1/keys", &admin_a, json!({ "name": "x", "permission": "read", "site_id": b })).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
+    let (status, body) = app.call(Method::DELETE, &format!("/api/v1/keys/{key_b}"), Some(&admin_a), None).await;
     assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
-    let (status, _) = app
-        .get(&format!("/api/v1/keys/{key_b}"), &app.master_key)
-        .await;
+    let (status, _) = app.get(&format!("/api/v1/keys/{key_b}"), &app.master_key).await;
     assert_eq!(status, StatusCode::OK, "the key of site B is untouched");
     let (_, sites) = app.get("/api/v1/sites", &admin_a).await;
     assert_eq!(sites["data"].as_array().unwrap().len(), 1);
@@ -334,17 +243,9 @@ async fn nobody_can_create_a_key_above_their_own_level() {
     let (status, _) = app.get("/api/v1/whoami", &created).await;
     assert_eq!(status, StatusCode::OK);
     let (_, write) = app.create_key("write", Some(&site)).await;
-    let (status, body) = app
-        .post(
-            "/api/v1/keys",
-            &write,
-            json!({ "name": "x", "permission": "read", "site_id": site }),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (403, "insufficient_permission")
-    );
+    let (status, body) =
+        app.post("/api/v1/keys", &write, json!({ "name": "x", "permission": "read", "site_id": site })).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
 }
 
 #[tokio::test]
@@ -352,22 +253,9 @@ async fn the_last_active_master_key_cannot_be_blocked_or_deleted() {
     let app = spawn_app().await;
     let (_, me) = app.get("/api/v1/whoami", &app.master_key).await;
     let my_id = me["id"].as_str().unwrap();
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/keys/{my_id}/block"),
-            &app.master_key,
-            json!({}),
-        )
-        .await;
+    let (status, body) = app.post(&format!("/api/v1/keys/{my_id}/block"), &app.master_key, json!({})).await;
     assert_eq!((status.as_u16(), error_code(&body)), (409, "conflict"));
-    let (status, body) = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/keys/{my_id}"),
-            Some(&app.master_key),
-            None,
-        )
-        .await;
+    let (status, body) = app.call(Method::DELETE, &format!("/api/v1/keys/{my_id}"), Some(&app.master_key), None).await;
     assert_eq!((status.as_u16(), error_code(&body)), (409, "conflict"));
     let (status, body) = app
         .call(
@@ -377,14 +265,8 @@ async fn the_last_active_master_key_cannot_be_blocked_or_deleted() {
             Some(json!({"permission": "admin"})),
         )
         .await;
-    assert_eq!(
-        status.as_u16(),
-        422,
-        "a Master key cannot become a site key: {body}"
-    );
+    assert_eq!(status.as_u16(), 422, "a Master key cannot become a site key: {body}");
     let (_, second) = app.create_key("master", None).await;
-    let (status, _) = app
-        .post(&format!("/api/v1/keys/{my_id}/block"), &second, json!({}))
-        .await;
+    let (status, _) = app.post(&format!("/api/v1/keys/{my_id}/block"), &second, json!({})).await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -19,24 +19,13 @@ async fn bad_bodies_get_the_documented_status_and_code() {
     };
     let response = raw("{not json", "application/json").await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        error_code(&response.json().await.unwrap()),
-        "malformed_json"
-    );
-    let response = raw("name=x", "application/x-www-form-urlencoded")
-        .await
-        .unwrap();
+    assert_eq!(error_code(&response.json().await.unwrap()), "malformed_json");
+    let response = raw("name=x", "application/x-www-form-urlencoded").await.unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(
-        error_code(&response.json().await.unwrap()),
-        "unsupported_media_type"
-    );
+    assert_eq!(error_code(&response.json().await.unwrap()), "unsupported_media_type");
     let huge = json!({ "name": "x".repeat(70 * 1024), "permission": "read", "site_id": site });
     let (status, body) = app.post("/api/v1/keys", &app.master_key, huge).await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (413, "payload_too_large")
-    );
+    assert_eq!((status.as_u16(), error_code(&body)), (413, "payload_too_large"));
 
     let invalid = [
         json!({ "name": "x", "permission": "read", "site_id": site, "colour": "red" }),
@@ -51,44 +40,26 @@ async fn bad_bodies_get_the_documented_status_and_code() {
         json!({ "name": 5, "permission": "read", "site_id": site }),
     ];
     for body in invalid {
-        let (status, answer) = app
-            .post("/api/v1/keys", &app.master_key, body.clone())
-            .await;
-        assert_eq!(
-            (status.as_u16(), error_code(&answer)),
-            (422, "validation_failed"),
-            "{body} → {answer}"
-        );
+        let (status, answer) = app.post("/api/v1/keys", &app.master_key, body.clone()).await;
+        assert_eq!((status.as_u16(), error_code(&answer)), (422, "validation_failed"), "{body} → {answer}");
     }
     let name_100 = json!({ "name": "é".repeat(100), "permission": "read", "site_id": site });
-    assert_eq!(
-        app.post("/api/v1/keys", &app.master_key, name_100).await.0,
-        StatusCode::CREATED
-    );
+    assert_eq!(app.post("/api/v1/keys", &app.master_key, name_100).await.0, StatusCode::CREATED);
 }
 
 #[tokio::test]
 async fn bad_keys_get_401_with_a_code_that_says_why() {
     let app = spawn_app().await;
     let (status, body) = app.call(Method::GET, "/api/v1/sites", None, None).await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (401, "missing_api_key")
-    );
+    assert_eq!((status.as_u16(), error_code(&body)), (401, "missing_api_key"));
     let mut typo = app.master_key.clone().into_bytes();
     typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).unwrap();
     let random = latchkey_core::KeyFormat::default().generate();
     for wrong in ["nonsense", typo.as_str(), random.expose()] {
         let (status, body) = app.get("/api/v1/sites", wrong).await;
-        assert_eq!(
-            (status.as_u16(), error_code(&body)),
-            (401, "invalid_api_key")
-        );
-        assert!(
-            !body.to_string().contains(wrong),
-            "the presented key was echoed"
-        );
+        assert_eq!((status.as_u16(), error_code(&body)), (401, "invalid_api_key"));
+        assert!(!body.to_string().contains(wrong), "the presented key was echoed");
     }
 }
 
@@ -97,17 +68,10 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let app = spawn_app().await;
     let (status, body) = app.get("/api/v1/nope", &app.master_key).await;
     assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
-    let (status, body) = app
-        .call(Method::PUT, "/api/v1/sites", Some(&app.master_key), None)
-        .await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (405, "method_not_allowed")
-    );
+    let (status, body) = app.call(Method::PUT, "/api/v1/sites", Some(&app.master_key), None).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (405, "method_not_allowed"));
     let (status, body) = app.get("/api/v1/keys?limit=nope", &app.master_key).await;
     assert_eq!((status.as_u16(), error_code(&body)), (400, "invalid_query"));
-    let (status, body) = app
-        .get("/api/v1/keys/key_doesnotexist", &app.master_key)
-        .await;
+    let (status, body) = app.get("/api/v1/keys/key_doesnotexist", &app.master_key).await;
     assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
 }

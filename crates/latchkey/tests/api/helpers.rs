@@ -44,8 +44,7 @@ pub enum Database {
 }
 
 pub fn postgres_url() -> String {
-    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 impl Database {
@@ -54,17 +53,8 @@ impl Database {
             Ok("postgres") => {
                 let mut suffix = [0u8; 8];
                 getrandom::fill(&mut suffix).unwrap();
-                let schema = format!(
-                    "api_test_{}",
-                    suffix
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<String>()
-                );
-                Database::Postgres {
-                    url: postgres_url(),
-                    schema,
-                }
+                let schema = format!("api_test_{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                Database::Postgres { url: postgres_url(), schema }
             }
             Ok("sqlite") | Err(_) => Database::Sqlite(dir.path().join("latchkey.db")),
             Ok(other) => panic!("LATCHKEY_TEST_ENGINE must be sqlite or postgres, not {other:?}"),
@@ -76,11 +66,11 @@ impl Database {
             Database::Sqlite(path) => {
                 Arc::new(latchkey_sqlite::SqliteStore::open(path.to_str().unwrap()).await.expect("open SQLite"))
             }
-            Database::Postgres { url, schema } => Arc::new(
-                latchkey_postgres::PostgresStore::open_in_schema(url, schema).await.unwrap_or_else(|error| {
+            Database::Postgres { url, schema } => {
+                Arc::new(latchkey_postgres::PostgresStore::open_in_schema(url, schema).await.unwrap_or_else(|error| {
                     panic!("PostgreSQL is not reachable at {url} ({error}); start it or set LATCHKEY_TEST_POSTGRES_URL")
-                }),
-            ),
+                }))
+            }
         }
     }
 
@@ -97,21 +87,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let database = Database::fresh(&dir);
     let mut app = start(dir, database, options).await;
-    let key = app
-        .state
-        .ensure_bootstrap_key()
-        .await
-        .expect("bootstrap")
-        .expect("an empty database");
+    let key = app.state.ensure_bootstrap_key().await.expect("bootstrap").expect("an empty database");
     app.master_key = key.expose().to_owned();
     app
 }
 
 async fn start(dir: Arc<tempfile::TempDir>, database: Database, options: Options) -> TestApp {
     let store = database.open().await;
-    let manual = options
-        .manual_clock
-        .then(|| Arc::new(ManualClock::starting_now()));
+    let manual = options.manual_clock.then(|| Arc::new(ManualClock::starting_now()));
     let clock: Arc<dyn Clock> = match &manual {
         Some(clock) => clock.clone(),
         None => Arc::new(SystemClock),
@@ -158,10 +141,7 @@ impl TestApp {
     }
 
     pub fn advance_clock(&self, by: chrono::Duration) {
-        self.clock
-            .as_ref()
-            .expect("spawned with a manual clock")
-            .advance(by);
+        self.clock.as_ref().expect("spawned with a manual clock").advance(by);
     }
 
     pub async fn call(
@@ -171,9 +151,7 @@ impl TestApp {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{}", self.address, path));
+        let mut request = self.client.request(method, format!("{}{}", self.address, path));
         if let Some(key) = key {
             request = request.header("X-API-Key", key);
         }
@@ -183,11 +161,8 @@ impl TestApp {
         let response = request.send().await.expect("the server answers");
         let status = response.status();
         let text = response.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 
@@ -200,9 +175,7 @@ impl TestApp {
     }
 
     pub async fn create_site(&self, name: &str) -> String {
-        let (status, body) = self
-            .post("/api/v1/sites", &self.master_key, json!({ "name": name }))
-            .await;
+        let (status, body) = self.post("/api/v1/sites", &self.master_key, json!({ "name": name })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
@@ -212,29 +185,15 @@ impl TestApp {
         self.create_key_as(&self.master_key, permission, site).await
     }
 
-    pub async fn create_key_as(
-        &self,
-        creator: &str,
-        permission: &str,
-        site: Option<&str>,
-    ) -> (String, String) {
+    pub async fn create_key_as(&self, creator: &str, permission: &str, site: Option<&str>) -> (String, String) {
         let body = json!({ "name": format!("{permission} key"), "permission": permission, "site_id": site });
         let (status, body) = self.post("/api/v1/keys", creator, body).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        (
-            body["id"].as_str().unwrap().to_owned(),
-            body["key"].as_str().unwrap().to_owned(),
-        )
+        (body["id"].as_str().unwrap().to_owned(), body["key"].as_str().unwrap().to_owned())
     }
 
     pub async fn block(&self, id: &str) {
-        let (status, body) = self
-            .post(
-                &format!("/api/v1/keys/{id}/block"),
-                &self.master_key,
-                json!({}),
-            )
-            .await;
+        let (status, body) = self.post(&format!("/api/v1/keys/{id}/block"), &self.master_key, json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 }
@@ -254,16 +213,11 @@ impl Drop for TestApp {
 /// cannot await; best effort (a leftover schema is harmless and uniquely named).
 fn drop_schema(url: String, schema: String) {
     let _ = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             use sqlx::Connection;
             if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .execute(&mut connection)
-                    .await;
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut connection).await;
             }
         });
     })
@@ -271,9 +225,7 @@ fn drop_schema(url: String, schema: String) {
 }
 
 pub fn error_code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not a JSON error: {body}"))
+    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not a JSON error: {body}"))
 }
 
 /// Polls `check` until it returns true or `deadline` passes. For eventual effects

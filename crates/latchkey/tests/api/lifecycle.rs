@@ -10,9 +10,7 @@ async fn last_used_appears_within_two_seconds_and_survives_a_restart() {
     let app = spawn_app().await;
     let site = app.create_site("blog").await;
     let (id, key) = app.create_key("read", Some(&site)).await;
-    let (_, before) = app
-        .get(&format!("/api/v1/keys/{id}"), &app.master_key)
-        .await;
+    let (_, before) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
     assert!(before["last_used_at"].is_null(), "never used yet");
     assert_eq!(app.get("/api/v1/sites", &key).await.0, StatusCode::OK);
     let path = format!("/api/v1/keys/{id}");
@@ -48,16 +46,8 @@ fn latchkey() -> Command {
 fn bootstrap_prints_only_a_new_master_key() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("boot.db");
-    let output = latchkey()
-        .args(["bootstrap", "--database"])
-        .arg(&database)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = latchkey().args(["bootstrap", "--database"]).arg(&database).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let key = stdout.trim();
     assert_eq!(stdout.lines().count(), 1);
@@ -67,20 +57,14 @@ fn bootstrap_prints_only_a_new_master_key() {
         .arg(dir.path().join("forja.db"))
         .output()
         .unwrap();
-    assert!(String::from_utf8(custom.stdout)
-        .unwrap()
-        .starts_with("forja_"));
+    assert!(String::from_utf8(custom.stdout).unwrap().starts_with("forja_"));
 }
 
 #[tokio::test]
 async fn serve_prints_the_first_master_key_once_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("serve.db");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = latchkey()
         .args(["serve", "--listen", &listen, "--database"])
@@ -92,25 +76,14 @@ async fn serve_prints_the_first_master_key_once_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let client = reqwest::Client::new();
     let url = format!("http://{listen}/healthz");
-    let up = eventually(Duration::from_secs(20), || async {
-        client.get(&url).send().await.is_ok()
-    })
-    .await;
+    let up = eventually(Duration::from_secs(20), || async { client.get(&url).send().await.is_ok() }).await;
     assert!(up, "the server did not start");
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status:?}");
     let mut stdout = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "only the key on stdout: {stdout:?}"
-    );
+    assert_eq!(stdout.lines().count(), 1, "only the key on stdout: {stdout:?}");
     assert!(latchkey_core::ParsedKey::parse(stdout.trim()).is_ok());
 }

@@ -17,11 +17,7 @@ fn nginx_binary() -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The upstream API: remembers the headers of the last request it received.
@@ -82,11 +78,8 @@ async fn nginx_lets_through_only_what_the_key_allows() {
     let seen = Arc::new(Mutex::new(None));
     let upstream = start_upstream(seen.clone()).await;
     let proxy_port = free_port();
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/integrations/nginx.conf"
-    ))
-    .unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/integrations/nginx.conf")).unwrap();
     let latchkey_address = app.address.trim_start_matches("http://");
     let server_block = shipped
         .replace("127.0.0.1:8000", &format!("127.0.0.1:{proxy_port}"))
@@ -98,10 +91,7 @@ async fn nginx_lets_through_only_what_the_key_allows() {
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{proxy_port}/content");
-    let up = eventually(Duration::from_secs(10), || async {
-        client.get(&url).send().await.is_ok()
-    })
-    .await;
+    let up = eventually(Duration::from_secs(10), || async { client.get(&url).send().await.is_ok() }).await;
     assert!(up, "nginx did not start; see its error output above");
 
     let call = |method: reqwest::Method, key: Option<&str>| {
@@ -111,65 +101,21 @@ async fn nginx_lets_through_only_what_the_key_allows() {
         }
         request.send()
     };
-    assert_eq!(
-        call(reqwest::Method::GET, None).await.unwrap().status(),
-        401
-    );
-    assert_eq!(
-        call(reqwest::Method::GET, Some("lk_garbage"))
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        call(reqwest::Method::GET, Some(&read))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        call(reqwest::Method::POST, Some(&read))
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        call(reqwest::Method::GET, Some(&foreign))
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
+    assert_eq!(call(reqwest::Method::GET, None).await.unwrap().status(), 401);
+    assert_eq!(call(reqwest::Method::GET, Some("lk_garbage")).await.unwrap().status(), 401);
+    assert_eq!(call(reqwest::Method::GET, Some(&read)).await.unwrap().status(), 200);
+    assert_eq!(call(reqwest::Method::POST, Some(&read)).await.unwrap().status(), 403);
+    assert_eq!(call(reqwest::Method::GET, Some(&foreign)).await.unwrap().status(), 403);
     let response = call(reqwest::Method::POST, Some(&write)).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "upstream ok");
 
-    let headers = seen
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("the upstream saw the request");
+    let headers = seen.lock().unwrap().clone().expect("the upstream saw the request");
     assert_eq!(headers["x-latchkey-key-id"], write_id.as_str());
     assert_eq!(headers["x-latchkey-permission"], "write");
-    assert!(
-        headers.get("x-api-key").is_none(),
-        "the key reached the upstream"
-    );
-    assert!(
-        !format!("{headers:?}").contains(&write),
-        "the key reached the upstream"
-    );
+    assert!(headers.get("x-api-key").is_none(), "the key reached the upstream");
+    assert!(!format!("{headers:?}").contains(&write), "the key reached the upstream");
 
     app.block(&write_id).await;
-    assert_eq!(
-        call(reqwest::Method::POST, Some(&write))
-            .await
-            .unwrap()
-            .status(),
-        401,
-        "blocked at once"
-    );
+    assert_eq!(call(reqwest::Method::POST, Some(&write)).await.unwrap().status(), 401, "blocked at once");
 }

@@ -28,9 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
 #[tokio::test]
 async fn the_openapi_document_lists_every_route_and_nothing_else() {
     let app = spawn_app().await;
-    let (status, document) = app
-        .call(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
-        .await;
+    let (status, document) = app.call(reqwest::Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let mut documented = Vec::new();
     for (path, operations) in document["paths"].as_object().unwrap() {
@@ -38,10 +36,7 @@ async fn the_openapi_document_lists_every_route_and_nothing_else() {
             documented.push((method.clone(), path.clone()));
         }
     }
-    let mut expected: Vec<_> = ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
+    let mut expected: Vec<_> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     documented.sort();
     expected.sort();
     assert_eq!(documented, expected);

@@ -9,29 +9,15 @@ async fn a_master_creates_renames_and_deletes_a_site() {
     let app = spawn_app().await;
     let id = app.create_site("Blog").await;
     let (status, body) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/sites/{id}"),
-            Some(&app.master_key),
-            Some(json!({"name": "News"})),
-        )
+        .call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(&app.master_key), Some(json!({"name": "News"})))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["name"], "News");
     let (_, listed) = app.get("/api/v1/sites", &app.master_key).await;
     assert_eq!(listed["data"][0]["name"], "News");
-    let (status, _) = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/sites/{id}"),
-            Some(&app.master_key),
-            None,
-        )
-        .await;
+    let (status, _) = app.call(Method::DELETE, &format!("/api/v1/sites/{id}"), Some(&app.master_key), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = app
-        .get(&format!("/api/v1/sites/{id}"), &app.master_key)
-        .await;
+    let (status, body) = app.get(&format!("/api/v1/sites/{id}"), &app.master_key).await;
     assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
 }
 
@@ -46,8 +32,5 @@ async fn a_read_key_sees_only_its_own_site_as_in_the_seeds_curl_example() {
     assert_eq!(body["data"].as_array().unwrap().len(), 1);
     assert_eq!(body["data"][0]["id"], own.as_str());
     let (status, body) = app.get(&format!("/api/v1/sites/{other}"), &read).await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (403, "insufficient_permission")
-    );
+    assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
 }

@@ -12,49 +12,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn verify(app: &TestApp, body: Value) -> Value {
-    let (status, answer) = app
-        .call(reqwest::Method::POST, "/api/v1/verify", None, Some(body))
-        .await;
+    let (status, answer) = app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer
 }
 
-async fn scoped_key(
-    app: &TestApp,
-    site: &str,
-    permission: &str,
-    scopes: &[&str],
-) -> (String, String) {
-    let body =
-        json!({ "name": "svc", "permission": permission, "site_id": site, "scopes": scopes });
+async fn scoped_key(app: &TestApp, site: &str, permission: &str, scopes: &[&str]) -> (String, String) {
+    let body = json!({ "name": "svc", "permission": permission, "site_id": site, "scopes": scopes });
     let (status, created) = app.post("/api/v1/keys", &app.master_key, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        created["key"].as_str().unwrap().to_owned(),
-    )
+    (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test]
 async fn verify_answers_each_code_with_metadata_only_for_existing_keys() {
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Options::default() }).await;
     let site = app.create_site("a").await;
     let other = app.create_site("b").await;
     let (id, key) = scoped_key(&app, &site, "write", &["flows:execute"]).await;
 
-    let valid = verify(
-        &app,
-        json!({ "key": key, "permission": "write", "scopes": ["flows:execute"], "site_id": site }),
-    )
-    .await;
-    assert_eq!(
-        (valid["valid"].as_bool(), valid["code"].as_str()),
-        (Some(true), Some("valid"))
-    );
+    let valid =
+        verify(&app, json!({ "key": key, "permission": "write", "scopes": ["flows:execute"], "site_id": site })).await;
+    assert_eq!((valid["valid"].as_bool(), valid["code"].as_str()), (Some(true), Some("valid")));
     assert_eq!(valid["key_id"], id.as_str());
     assert_eq!(valid["site_id"], site.as_str());
     assert_eq!(valid["permission"], "write");
@@ -62,36 +41,19 @@ async fn verify_answers_each_code_with_metadata_only_for_existing_keys() {
     assert_eq!(valid["name"], "svc");
 
     let cases = [
-        (
-            json!({ "key": key, "permission": "admin" }),
-            "insufficient_permission",
-        ),
-        (
-            json!({ "key": key, "scopes": ["logs:view"] }),
-            "missing_scope",
-        ),
+        (json!({ "key": key, "permission": "admin" }), "insufficient_permission"),
+        (json!({ "key": key, "scopes": ["logs:view"] }), "missing_scope"),
         (json!({ "key": key, "site_id": other }), "wrong_site"),
     ];
     for (body, code) in cases {
         let answer = verify(&app, body).await;
-        assert_eq!(
-            (answer["valid"].as_bool(), answer["code"].as_str()),
-            (Some(false), Some(code))
-        );
-        assert_eq!(
-            answer["key_id"],
-            id.as_str(),
-            "metadata is present for an existing key"
-        );
+        assert_eq!((answer["valid"].as_bool(), answer["code"].as_str()), (Some(false), Some(code)));
+        assert_eq!(answer["key_id"], id.as_str(), "metadata is present for an existing key");
     }
     let mut typo = key.clone().into_bytes();
     typo[20] = if typo[20] == b'x' { b'y' } else { b'x' };
     let unknown = latchkey_core::KeyFormat::default().generate();
-    for missing in [
-        "garbage".to_owned(),
-        String::from_utf8(typo).unwrap(),
-        unknown.expose().to_owned(),
-    ] {
+    for missing in ["garbage".to_owned(), String::from_utf8(typo).unwrap(), unknown.expose().to_owned()] {
         let answer = verify(&app, json!({ "key": missing })).await;
         assert_eq!(answer, json!({ "valid": false, "code": "not_found" }));
     }
@@ -100,27 +62,17 @@ async fn verify_answers_each_code_with_metadata_only_for_existing_keys() {
         "expires_at": (app.state.clock.now() + chrono::Duration::seconds(30)).to_rfc3339() });
     let (_, temp) = app.post("/api/v1/keys", &app.master_key, expiring).await;
     app.advance_clock(chrono::Duration::seconds(30));
-    assert_eq!(
-        verify(&app, json!({ "key": temp["key"] })).await["code"],
-        "expired"
-    );
+    assert_eq!(verify(&app, json!({ "key": temp["key"] })).await["code"], "expired");
     app.block(&id).await;
     let blocked = verify(&app, json!({ "key": key })).await;
-    assert_eq!(
-        (blocked["code"].as_str(), blocked["key_id"].as_str()),
-        (Some("blocked"), Some(id.as_str()))
-    );
+    assert_eq!((blocked["code"].as_str(), blocked["key_id"].as_str()), (Some("blocked"), Some(id.as_str())));
 }
 
 #[tokio::test]
 async fn a_master_key_fits_every_site() {
     let app = spawn_app().await;
     let site = app.create_site("a").await;
-    let answer = verify(
-        &app,
-        json!({ "key": app.master_key, "site_id": site, "permission": "admin" }),
-    )
-    .await;
+    let answer = verify(&app, json!({ "key": app.master_key, "site_id": site, "permission": "admin" })).await;
     assert_eq!(answer["code"], "valid");
 }
 
@@ -141,37 +93,15 @@ async fn verification_counts_as_a_use_of_the_key() {
 #[tokio::test]
 async fn verify_rejects_bad_requests_with_json_errors() {
     let app = spawn_app().await;
-    let (status, body) = app
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/verify",
-            None,
-            Some(json!({ "kee": "x" })),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (422, "validation_failed")
-    );
-    let (status, body) = app
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/verify",
-            None,
-            Some(json!({ "key": "x", "permission": "god" })),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), error_code(&body)),
-        (422, "validation_failed")
-    );
+    let (status, body) = app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(json!({ "kee": "x" }))).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    let (status, body) =
+        app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(json!({ "key": "x", "permission": "god" }))).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
 }
 
 async fn auth(app: &TestApp, query: &str, key: Option<&str>, method: &str) -> reqwest::Response {
-    let mut request = app
-        .client
-        .get(format!("{}/api/v1/auth{query}", app.address))
-        .header("X-Original-Method", method);
+    let mut request = app.client.get(format!("{}/api/v1/auth{query}", app.address)).header("X-Original-Method", method);
     if let Some(key) = key {
         request = request.header("X-API-Key", key);
     }
@@ -192,73 +122,27 @@ async fn forward_auth_derives_the_level_from_the_original_method() {
     assert_eq!(headers["x-latchkey-site"], site.as_str());
     assert_eq!(headers["x-latchkey-permission"], "read");
     assert_eq!(headers["x-latchkey-scopes"], "flows:execute");
-    assert!(
-        !format!("{headers:?}").contains(&read),
-        "the key is never echoed"
-    );
+    assert!(!format!("{headers:?}").contains(&read), "the key is never echoed");
 
     for method in ["HEAD", "OPTIONS"] {
-        assert_eq!(
-            auth(&app, "", Some(&read), method).await.status(),
-            StatusCode::NO_CONTENT
-        );
+        assert_eq!(auth(&app, "", Some(&read), method).await.status(), StatusCode::NO_CONTENT);
     }
     let refused = auth(&app, "", Some(&read), "POST").await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        error_code(&refused.json().await.unwrap()),
-        "insufficient_permission"
-    );
-    assert_eq!(
-        auth(&app, "", Some(&write), "DELETE").await.status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        auth(&app, "?permission=write", Some(&read), "GET")
-            .await
-            .status(),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        auth(&app, "?scope=flows:execute", Some(&read), "GET")
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    let missing = auth(
-        &app,
-        "?scope=flows:execute&scope=logs:view",
-        Some(&read),
-        "GET",
-    )
-    .await;
+    assert_eq!(error_code(&refused.json().await.unwrap()), "insufficient_permission");
+    assert_eq!(auth(&app, "", Some(&write), "DELETE").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(auth(&app, "?permission=write", Some(&read), "GET").await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(auth(&app, "?scope=flows:execute", Some(&read), "GET").await.status(), StatusCode::NO_CONTENT);
+    let missing = auth(&app, "?scope=flows:execute&scope=logs:view", Some(&read), "GET").await;
     assert_eq!(error_code(&missing.json().await.unwrap()), "missing_scope");
     let other = app.create_site("b").await;
     let wrong = auth(&app, &format!("?site={other}"), Some(&read), "GET").await;
-    assert_eq!(
-        (
-            wrong.status().as_u16(),
-            error_code(&wrong.json().await.unwrap())
-        ),
-        (403, "wrong_site")
-    );
+    assert_eq!((wrong.status().as_u16(), error_code(&wrong.json().await.unwrap())), (403, "wrong_site"));
 
     let none = auth(&app, "", None, "GET").await;
-    assert_eq!(
-        (
-            none.status().as_u16(),
-            error_code(&none.json().await.unwrap())
-        ),
-        (401, "missing_api_key")
-    );
+    assert_eq!((none.status().as_u16(), error_code(&none.json().await.unwrap())), (401, "missing_api_key"));
     let bad = auth(&app, "", Some("lk_nope"), "GET").await;
-    assert_eq!(
-        (
-            bad.status().as_u16(),
-            error_code(&bad.json().await.unwrap())
-        ),
-        (401, "invalid_api_key")
-    );
+    assert_eq!((bad.status().as_u16(), error_code(&bad.json().await.unwrap())), (401, "invalid_api_key"));
     let typo = auth(&app, "?colour=red", Some(&read), "GET").await;
     assert_eq!(typo.status(), StatusCode::BAD_REQUEST);
 }
@@ -291,8 +175,7 @@ async fn no_verification_that_starts_after_a_block_returns_succeeds() {
     let (after_block, violations) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let workers: Vec<_> = (0..16)
         .map(|_| {
-            let (app, key, blocked, stop) =
-                (app.clone(), key.clone(), blocked.clone(), stop.clone());
+            let (app, key, blocked, stop) = (app.clone(), key.clone(), blocked.clone(), stop.clone());
             let (after_block, violations) = (after_block.clone(), violations.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
@@ -312,28 +195,18 @@ async fn no_verification_that_starts_after_a_block_returns_succeeds() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.block(&id).await;
     blocked.store(true, Ordering::SeqCst);
-    let enough = eventually(Duration::from_secs(10), || async {
-        after_block.load(Ordering::SeqCst) >= 500
-    })
-    .await;
+    let enough = eventually(Duration::from_secs(10), || async { after_block.load(Ordering::SeqCst) >= 500 }).await;
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await.unwrap();
     }
     assert!(enough, "too few verifications after the block to judge");
-    assert_eq!(
-        violations.load(Ordering::SeqCst),
-        0,
-        "a blocked key was accepted after the block returned"
-    );
+    assert_eq!(violations.load(Ordering::SeqCst), 0, "a blocked key was accepted after the block returned");
 }
 
 fn throttled_config(trust_proxy: &str) -> ServerConfig {
     ServerConfig {
-        failure_throttle: ThrottleConfig {
-            max_failures: 3,
-            window_seconds: 60,
-        },
+        failure_throttle: ThrottleConfig { max_failures: 3, window_seconds: 60 },
         trusted_proxies: trust_proxy.parse::<TrustedProxies>().unwrap(),
         ..ServerConfig::default()
     }
@@ -341,17 +214,10 @@ fn throttled_config(trust_proxy: &str) -> ServerConfig {
 
 #[tokio::test]
 async fn repeated_failures_from_one_address_get_429_but_valid_keys_still_pass() {
-    let app = spawn_app_with(Options {
-        config: throttled_config(""),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { config: throttled_config(""), ..Options::default() }).await;
     let bad = latchkey_core::KeyFormat::default().generate();
     for _ in 0..3 {
-        assert_eq!(
-            verify(&app, json!({ "key": bad.expose() })).await["code"],
-            "not_found"
-        );
+        assert_eq!(verify(&app, json!({ "key": bad.expose() })).await["code"], "not_found");
     }
     let response = app
         .client
@@ -361,17 +227,10 @@ async fn repeated_failures_from_one_address_get_429_but_valid_keys_still_pass() 
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     assert_eq!(error_code(&response.json().await.unwrap()), "rate_limited");
-    assert_eq!(
-        verify(&app, json!({ "key": app.master_key })).await["code"],
-        "valid"
-    );
+    assert_eq!(verify(&app, json!({ "key": app.master_key })).await["code"], "valid");
     let forward = auth(&app, "", Some(bad.expose()), "GET").await;
     assert_eq!(forward.status(), StatusCode::TOO_MANY_REQUESTS);
 }
@@ -390,25 +249,14 @@ async fn fail_from(app: &TestApp, forwarded_for: &str) -> StatusCode {
 
 #[tokio::test]
 async fn a_spoofed_forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
-    let app = spawn_app_with(Options {
-        config: throttled_config(""),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { config: throttled_config(""), ..Options::default() }).await;
     let mut statuses = Vec::new();
     for i in 0..5 {
         statuses.push(fail_from(&app, &format!("203.0.113.{i}")).await);
     }
-    assert!(
-        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
-        "all counted against the socket address: {statuses:?}"
-    );
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "all counted against the socket address: {statuses:?}");
 
-    let behind_proxy = spawn_app_with(Options {
-        config: throttled_config("127.0.0.1"),
-        ..Options::default()
-    })
-    .await;
+    let behind_proxy = spawn_app_with(Options { config: throttled_config("127.0.0.1"), ..Options::default() }).await;
     for i in 0..5 {
         assert_eq!(
             fail_from(&behind_proxy, &format!("203.0.113.{i}")).await,
