@@ -45,7 +45,7 @@ pub(crate) async fn run(
     pool.close().await;
 }
 
-/// Why the relay stops.
+/// The consumer is gone or the store is closing: the relay ends without a word.
 struct Stop;
 
 async fn relay(
@@ -62,7 +62,7 @@ async fn relay(
         };
         drop(listener);
         tracing::warn!(%channel, %reason, "invalidation feed lost; caches bypassed until it resumes");
-        if sender.send(Invalidation::Lost).await.is_err() {
+        if deliver(sender, &mut shutdown, Invalidation::Lost).await.is_err() {
             return;
         }
         listener = match reconnect(pool, channel, sender, &mut shutdown).await {
@@ -70,9 +70,22 @@ async fn relay(
             Err(Stop) => return,
         };
         tracing::info!(%channel, "invalidation feed resumed");
-        if sender.send(Invalidation::Resumed).await.is_err() {
+        if deliver(sender, &mut shutdown, Invalidation::Resumed).await.is_err() {
             return;
         }
+    }
+}
+
+/// Waits for room in the channel, but not past shutdown: a consumer that stopped reading
+/// must not keep `close()` waiting.
+async fn deliver(
+    sender: &mpsc::Sender<Invalidation>,
+    shutdown: &mut watch::Receiver<bool>,
+    message: Invalidation,
+) -> Result<(), Stop> {
+    tokio::select! {
+        _ = shutdown.wait_for(|closed| *closed) => Err(Stop),
+        sent = sender.send(message) => sent.map_err(|_| Stop),
     }
 }
 
@@ -90,17 +103,14 @@ async fn forward(
             next = tokio::time::timeout(PROBE_AFTER, listener.try_recv()) => next,
         };
         match next {
-            Ok(Ok(Some(notification))) => match parse_hash(notification.payload()) {
-                Some(hash) => {
-                    if sender.send(Invalidation::Key(hash)).await.is_err() {
-                        return Err(Stop);
-                    }
-                }
-                None => tracing::warn!(
-                    channel = notification.channel(),
-                    "ignoring a notification that is not a key hash"
-                ),
-            },
+            Ok(Ok(Some(notification))) => {
+                let Some(hash) = parse_hash(notification.payload()) else {
+                    let channel = notification.channel();
+                    tracing::warn!(%channel, "ignoring a notification that is not a key hash");
+                    continue;
+                };
+                deliver(sender, shutdown, Invalidation::Key(hash)).await?;
+            }
             Ok(Ok(None)) => return Ok("connection closed".to_owned()),
             Ok(Err(error)) => return Ok(error.to_string()),
             Err(_quiet) => {

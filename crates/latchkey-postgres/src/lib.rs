@@ -17,8 +17,7 @@ use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Permission, Site, SiteId, SiteName};
 use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
 use latchkey_store::{
-    AuditFilter, Audited, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError,
-    StoreResult,
+    AuditFilter, Audited, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError, StoreResult,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, QueryBuilder, Row, Transaction};
@@ -32,11 +31,9 @@ use tokio::task::JoinHandle;
 /// instances starting together apply each migration once and wait for each other.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-const KEY_COLUMNS: &str =
-    "id, site_id, name, description, permission, scopes, status, prefix, hash, \
+const KEY_COLUMNS: &str = "id, site_id, name, description, permission, scopes, status, prefix, hash, \
      created_at, created_by, updated_at, last_used_at, expires_at";
-const EVENT_COLUMNS: &str =
-    "id, at, actor_key_id, actor_prefix, action, target_key_id, site_id, source_ip, changes";
+const EVENT_COLUMNS: &str = "id, at, actor_key_id, actor_prefix, action, target_key_id, site_id, source_ip, changes";
 
 /// Per instance. Several instances share the server's `max_connections`, so stay modest.
 const MAX_CONNECTIONS: u32 = 10;
@@ -58,8 +55,8 @@ const MAX_NAME_BYTES: usize = 63;
 
 pub struct PostgresStore {
     pool: PgPool,
-    /// `LISTEN`/`NOTIFY` channel; per schema, so that stores in different schemas (and
-    /// tests running in parallel) never see each other's invalidations.
+    /// `LISTEN`/`NOTIFY` channel, `latchkey_keys_<schema>`: stores in different schemas
+    /// of one database (tests running in parallel) never see each other's invalidations.
     channel: String,
     listener_options: PgConnectOptions,
     listener_application_name: String,
@@ -78,18 +75,14 @@ impl PostgresStore {
     /// needed: each pooled connection gets `search_path` set to it.
     pub async fn open_in_schema(url: &str, schema: &str) -> StoreResult<Self> {
         if schema.is_empty() || schema.contains('\0') {
-            return Err(StoreError::Unavailable(format!(
-                "invalid schema name {schema:?}"
-            )));
+            return Err(StoreError::Unavailable(format!("invalid schema name {schema:?}")));
         }
         Self::connect(url, Some(schema)).await
     }
 
     async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url).map_err(StoreError::unavailable)?;
-        let mut pool_options = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT);
+        let mut pool_options = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
         if let Some(schema) = schema {
             create_schema(&options, schema).await?;
             let set_search_path = format!("SET search_path TO {}", quote_ident(schema));
@@ -101,19 +94,18 @@ impl PostgresStore {
                 })
             });
         }
-        let pool = pool_options
-            .connect_with(options.clone())
-            .await
-            .map_err(StoreError::unavailable)?;
+        let pool = pool_options.connect_with(options.clone()).await.map_err(StoreError::unavailable)?;
         migrate(&pool).await?;
 
-        let (channel, listener_application_name) = match schema {
-            Some(schema) => (
-                truncate(format!("latchkey_keys_{schema}")),
-                truncate(printable(&format!("latchkey-listener-{schema}"))),
-            ),
-            None => ("latchkey_keys".to_owned(), "latchkey-listener".to_owned()),
-        };
+        // Named after the schema the tables really live in, however it was chosen (this
+        // call, or `options=-c search_path=…` in the URL): instances sharing tables must
+        // share the channel, and instances in other schemas must not.
+        let tables_schema: Option<String> =
+            sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(StoreError::unavailable)?;
+        let tables_schema =
+            tables_schema.ok_or_else(|| StoreError::Unavailable("no schema on the search_path".into()))?;
+        let channel = truncate(format!("latchkey_keys_{tables_schema}"));
+        let listener_application_name = truncate(printable(&format!("latchkey-listener-{tables_schema}")));
         Ok(Self {
             pool,
             channel,
@@ -124,8 +116,8 @@ impl PostgresStore {
         })
     }
 
-    /// The `application_name` of this store's `LISTEN` connections, by which they can be
-    /// found in `pg_stat_activity`.
+    /// The `application_name` of this store's `LISTEN` connections,
+    /// `latchkey-listener-<schema>`, by which they can be found in `pg_stat_activity`.
     pub fn listener_application_name(&self) -> &str {
         &self.listener_application_name
     }
@@ -145,11 +137,7 @@ impl PostgresStore {
     }
 
     /// Queues an invalidation for each key, sent by PostgreSQL when `tx` commits.
-    async fn notify(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        hashes: &[KeyHash],
-    ) -> StoreResult<()> {
+    async fn notify(&self, tx: &mut Transaction<'_, Postgres>, hashes: &[KeyHash]) -> StoreResult<()> {
         if hashes.is_empty() {
             return Ok(());
         }
@@ -175,17 +163,11 @@ impl Drop for PostgresStore {
 /// `CREATE SCHEMA IF NOT EXISTS` is not safe against itself (two sessions can both
 /// decide to create), so concurrent openers serialize on an advisory lock.
 async fn create_schema(options: &PgConnectOptions, schema: &str) -> StoreResult<()> {
-    let mut conn = PgConnection::connect_with(options)
-        .await
-        .map_err(StoreError::unavailable)?;
+    let mut conn = PgConnection::connect_with(options).await.map_err(StoreError::unavailable)?;
     let result = async {
         let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
-            .bind(CREATE_SCHEMA_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        tx.execute(format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)).as_str())
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, 0)").bind(CREATE_SCHEMA_LOCK).execute(&mut *tx).await?;
+        tx.execute(format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)).as_str()).await?;
         tx.commit().await
     }
     .await;
@@ -223,16 +205,12 @@ fn truncate(mut name: String) -> String {
 /// PostgreSQL rewrites non-ASCII characters of `application_name`; do it first so the
 /// name we report is the name it shows.
 fn printable(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect()
 }
 
 fn db_error(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
         _ => StoreError::unavailable(error),
     }
 }
@@ -246,12 +224,7 @@ fn key_insert_error(error: sqlx::Error) -> StoreError {
 }
 
 fn site_from_row(row: PgRow) -> StoreResult<Site> {
-    SiteRow {
-        id: row.get("id"),
-        name: row.get("name"),
-        created_at: row.get("created_at"),
-    }
-    .into_site()
+    SiteRow { id: row.get("id"), name: row.get("name"), created_at: row.get("created_at") }.into_site()
 }
 
 fn key_from_row(row: PgRow) -> StoreResult<KeyRecord> {
@@ -370,10 +343,7 @@ async fn insert_keys(tx: &mut Transaction<'_, Postgres>, keys: &[KeyRecord]) -> 
     Ok(())
 }
 
-async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[AuditEvent],
-) -> StoreResult<()> {
+async fn insert_events(tx: &mut Transaction<'_, Postgres>, events: &[AuditEvent]) -> StoreResult<()> {
     for chunk in events.chunks(IMPORT_CHUNK) {
         let mut ids = Vec::with_capacity(chunk.len());
         let mut ats = Vec::with_capacity(chunk.len());
@@ -445,21 +415,19 @@ async fn insert_key(tx: &mut Transaction<'_, Postgres>, key: &KeyRecord) -> Stor
 
 async fn insert_event(tx: &mut Transaction<'_, Postgres>, event: &AuditEvent) -> StoreResult<()> {
     let row = AuditRow::from_event(event);
-    sqlx::query(&format!(
-        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    ))
-    .bind(row.id)
-    .bind(row.at)
-    .bind(row.actor_key_id)
-    .bind(row.actor_prefix)
-    .bind(row.action)
-    .bind(row.target_key_id)
-    .bind(row.site_id)
-    .bind(row.source_ip)
-    .bind(row.changes)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
+    sqlx::query(&format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+        .bind(row.id)
+        .bind(row.at)
+        .bind(row.actor_key_id)
+        .bind(row.actor_prefix)
+        .bind(row.action)
+        .bind(row.target_key_id)
+        .bind(row.site_id)
+        .bind(row.source_ip)
+        .bind(row.changes)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
     Ok(())
 }
 
@@ -478,11 +446,7 @@ async fn lock_masters(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
 
 /// Refuses when no Master key other than `key` is usable at `now`. Only meaningful after
 /// [`lock_masters`] in the same transaction.
-async fn ensure_other_master(
-    tx: &mut Transaction<'_, Postgres>,
-    key: &KeyId,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+async fn ensure_other_master(tx: &mut Transaction<'_, Postgres>, key: &KeyId, now: DateTime<Utc>) -> StoreResult<()> {
     let others: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM keys WHERE permission = 'master' AND status = 'active'
                           AND (expires_at IS NULL OR expires_at > $1) AND id <> $2)",
@@ -500,14 +464,10 @@ async fn ensure_other_master(
 }
 
 async fn missing_or_changed(tx: &mut Transaction<'_, Postgres>, id: &KeyId) -> StoreError {
-    let exists: Result<Option<i32>, _> = sqlx::query_scalar("SELECT 1 FROM keys WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(&mut **tx)
-        .await;
+    let exists: Result<Option<i32>, _> =
+        sqlx::query_scalar("SELECT 1 FROM keys WHERE id = $1").bind(id.as_str()).fetch_optional(&mut **tx).await;
     match exists {
-        Ok(Some(_)) => {
-            StoreError::Conflict("the key changed while this request was processed; retry".into())
-        }
+        Ok(Some(_)) => StoreError::Conflict("the key changed while this request was processed; retry".into()),
         Ok(None) => StoreError::NotFound,
         Err(error) => db_error(error),
     }
@@ -518,26 +478,16 @@ fn page_limit(page: &Page) -> i64 {
 }
 
 /// Appends `AND <column> <op> $n` for a filter that is set; nothing otherwise.
-fn push_filter<'a>(
-    query: &mut QueryBuilder<'a, Postgres>,
-    column: &str,
-    op: &str,
-    value: Option<&'a str>,
-) {
+fn push_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, column: &str, op: &str, value: Option<&'a str>) {
     if let Some(value) = value {
-        query
-            .push(format_args!(" AND {column} {op} "))
-            .push_bind(value);
+        query.push(format_args!(" AND {column} {op} ")).push_bind(value);
     }
 }
 
 #[async_trait]
 impl Store for PostgresStore {
     async fn has_no_keys(&self) -> StoreResult<bool> {
-        sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM keys)")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_error)
+        sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM keys)").fetch_one(&self.pool).await.map_err(db_error)
     }
 
     async fn create_site(&self, site: Audited<'_, Site>) -> StoreResult<()> {
@@ -560,29 +510,19 @@ impl Store for PostgresStore {
     async fn list_sites(&self, page: &Page) -> StoreResult<Vec<Site>> {
         let mut query = QueryBuilder::new("SELECT id, name, created_at FROM sites WHERE TRUE");
         push_filter(&mut query, "id", "<", page.after.as_deref());
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(page_limit(page));
-        query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .map(site_from_row)
-            .collect()
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(page_limit(page));
+        query.build().fetch_all(&self.pool).await.map_err(db_error)?.into_iter().map(site_from_row).collect()
     }
 
     async fn rename_site(&self, id: &SiteId, name: Audited<'_, SiteName>) -> StoreResult<Site> {
         let mut tx = self.begin().await?;
-        let row =
-            sqlx::query("UPDATE sites SET name = $1 WHERE id = $2 RETURNING id, name, created_at")
-                .bind(name.value.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query("UPDATE sites SET name = $1 WHERE id = $2 RETURNING id, name, created_at")
+            .bind(name.value.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
         insert_event(&mut tx, name.event).await?;
         tx.commit().await.map_err(db_error)?;
         site_from_row(row)
@@ -599,21 +539,15 @@ impl Store for PostgresStore {
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
         // In id order, like `record_last_used`, so the two cannot deadlock.
-        let keys = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM keys WHERE site_id = $1 ORDER BY id FOR UPDATE"
-        ))
-        .bind(id.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(key_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-        sqlx::query("DELETE FROM sites WHERE id = $1")
+        let keys = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE site_id = $1 ORDER BY id FOR UPDATE"))
             .bind(id.as_str())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)?
+            .into_iter()
+            .map(key_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        sqlx::query("DELETE FROM sites WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await.map_err(db_error)?;
         let hashes: Vec<KeyHash> = keys.iter().map(|key| key.hash).collect();
         self.notify(&mut tx, &hashes).await?;
         insert_event(&mut tx, event).await?;
@@ -658,38 +592,18 @@ impl Store for PostgresStore {
 
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>> {
         let mut query = QueryBuilder::new(format!("SELECT {KEY_COLUMNS} FROM keys WHERE TRUE"));
-        push_filter(
-            &mut query,
-            "site_id",
-            "=",
-            filter.site.as_ref().map(SiteId::as_str),
-        );
+        push_filter(&mut query, "site_id", "=", filter.site.as_ref().map(SiteId::as_str));
         push_filter(&mut query, "id", "<", page.after.as_deref());
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(page_limit(page));
-        query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .map(key_from_row)
-            .collect()
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(page_limit(page));
+        query.build().fetch_all(&self.pool).await.map_err(db_error)?.into_iter().map(key_from_row).collect()
     }
 
-    async fn update_key(
-        &self,
-        before: &KeyRecord,
-        after: Audited<'_, KeyRecord>,
-    ) -> StoreResult<()> {
+    async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()> {
         let row = KeyRow::from_record(after.value);
         let mut tx = self.begin().await?;
         // `before` is the stored version whenever the compare-and-swap below succeeds, so
         // deciding on it is deciding on the row that gets replaced.
-        if before.is_usable_master_at(after.event.at)
-            && !after.value.is_usable_master_at(after.event.at)
-        {
+        if before.is_usable_master_at(after.event.at) && !after.value.is_usable_master_at(after.event.at) {
             lock_masters(&mut tx).await?;
             ensure_other_master(&mut tx, &before.id, after.event.at).await?;
         }
@@ -732,15 +646,13 @@ impl Store for PostgresStore {
         }
         // Decided on the deleted row rather than on the caller's copy, which carries no
         // version here and may be stale.
-        let deleted = sqlx::query(&format!(
-            "DELETE FROM keys WHERE id = $1 RETURNING {KEY_COLUMNS}"
-        ))
-        .bind(key.value.id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .ok_or(StoreError::NotFound)
-        .and_then(key_from_row)?;
+        let deleted = sqlx::query(&format!("DELETE FROM keys WHERE id = $1 RETURNING {KEY_COLUMNS}"))
+            .bind(key.value.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)
+            .and_then(key_from_row)?;
         if master && deleted.is_usable_master_at(key.event.at) {
             // Dropping `tx` on error rolls the deletion back.
             ensure_other_master(&mut tx, &deleted.id, key.event.at).await?;
@@ -780,34 +692,13 @@ impl Store for PostgresStore {
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {
-        let mut query = QueryBuilder::new(format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE TRUE"
-        ));
-        push_filter(
-            &mut query,
-            "site_id",
-            "=",
-            filter.site.as_ref().map(SiteId::as_str),
-        );
-        push_filter(
-            &mut query,
-            "target_key_id",
-            "=",
-            filter.key.as_ref().map(KeyId::as_str),
-        );
+        let mut query = QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE TRUE"));
+        push_filter(&mut query, "site_id", "=", filter.site.as_ref().map(SiteId::as_str));
+        push_filter(&mut query, "target_key_id", "=", filter.key.as_ref().map(KeyId::as_str));
         push_filter(&mut query, "action", "=", filter.action.map(|a| a.as_str()));
         push_filter(&mut query, "id", "<", page.after.as_deref());
-        query
-            .push(" ORDER BY id DESC LIMIT ")
-            .push_bind(page_limit(page));
-        query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .map(event_from_row)
-            .collect()
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(page_limit(page));
+        query.build().fetch_all(&self.pool).await.map_err(db_error)?.into_iter().map(event_from_row).collect()
     }
 
     /// Returns once `LISTEN` is in place: every change committed afterwards by another
@@ -835,13 +726,7 @@ impl Store for PostgresStore {
             }
         };
         let (sender, receiver) = mpsc::channel(FEED_CAPACITY);
-        let task = tokio::spawn(feed::run(
-            pool,
-            listener,
-            self.channel.clone(),
-            sender,
-            shutdown,
-        ));
+        let task = tokio::spawn(feed::run(pool, listener, self.channel.clone(), sender, shutdown));
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         feeds.retain(|feed| !feed.is_finished());
         feeds.push(task);
@@ -898,17 +783,20 @@ mod tests {
             let mut random = [0u8; 8];
             getrandom::fill(&mut random).expect("the OS provides randomness");
             let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            Self {
-                url,
-                name: format!("test_{hex}"),
-            }
+            Self { url, name: format!("test_{hex}") }
+        }
+
+        /// The same schema chosen the other way: by `search_path` in the URL, through
+        /// [`PostgresStore::open`]. Only after [`open`](Self::open) created the schema.
+        async fn open_by_url(&self) -> Arc<PostgresStore> {
+            let separator = if self.url.contains('?') { '&' } else { '?' };
+            let url = format!("{}{separator}options=-csearch_path%3D{}", self.url, self.name);
+            Arc::new(PostgresStore::open(&url).await.expect("opening a store through search_path"))
         }
 
         async fn open(&self) -> Arc<PostgresStore> {
             Arc::new(
-                PostgresStore::open_in_schema(&self.url, &self.name)
-                    .await
-                    .expect("opening a store in a fresh schema"),
+                PostgresStore::open_in_schema(&self.url, &self.name).await.expect("opening a store in a fresh schema"),
             )
         }
     }
@@ -920,10 +808,8 @@ mod tests {
             // `drop` cannot await, and the test's runtime may be the current thread:
             // run the cleanup on a thread with a runtime of its own.
             let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime for cleanup");
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for cleanup");
                 runtime.block_on(async move {
                     let mut conn = PgConnection::connect(&url).await?;
                     conn.execute(sql.as_str()).await?;
@@ -942,19 +828,12 @@ mod tests {
     }
 
     fn blocked(key: &KeyRecord) -> KeyRecord {
-        KeyRecord {
-            status: Status::Blocked,
-            updated_at: next_version(key.updated_at, Utc::now()),
-            ..key.clone()
-        }
+        KeyRecord { status: Status::Blocked, updated_at: next_version(key.updated_at, Utc::now()), ..key.clone() }
     }
 
     async fn store_key(store: &PostgresStore, key: KeyRecord) -> KeyRecord {
         store
-            .create_key(Audited {
-                value: &key,
-                event: &event(AuditAction::KeyCreated).for_key(&key),
-            })
+            .create_key(Audited { value: &key, event: &event(AuditAction::KeyCreated).for_key(&key) })
             .await
             .expect("creating a key");
         key
@@ -963,10 +842,7 @@ mod tests {
     async fn store_site(store: &PostgresStore) -> Site {
         let site = new_site("feed");
         store
-            .create_site(Audited {
-                value: &site,
-                event: &event(AuditAction::SiteCreated).for_site(&site),
-            })
+            .create_site(Audited { value: &site, event: &event(AuditAction::SiteCreated).for_site(&site) })
             .await
             .expect("creating a site");
         site
@@ -974,15 +850,7 @@ mod tests {
 
     async fn block(store: &PostgresStore, key: &KeyRecord) -> StoreResult<()> {
         let after = blocked(key);
-        store
-            .update_key(
-                key,
-                Audited {
-                    value: &after,
-                    event: &event(AuditAction::KeyBlocked).for_key(key),
-                },
-            )
-            .await
+        store.update_key(key, Audited { value: &after, event: &event(AuditAction::KeyBlocked).for_key(key) }).await
     }
 
     async fn next(feed: &mut mpsc::Receiver<Invalidation>) -> Invalidation {
@@ -993,10 +861,7 @@ mod tests {
     }
 
     async fn usable_masters(store: &PostgresStore) -> Vec<KeyId> {
-        let page = Page {
-            after: None,
-            limit: 1000,
-        };
+        let page = Page { after: None, limit: 1000 };
         let now = Utc::now();
         store
             .list_keys(&KeyFilter::default(), &page)
@@ -1034,28 +899,21 @@ mod tests {
             let start = Arc::new(tokio::sync::Barrier::new(2));
             // Odd rounds race a deletion against a block, even rounds two blocks.
             let delete_fresh = round % 2 == 1;
-            let racers = [
-                (left.clone(), survivor.clone(), false),
-                (right.clone(), fresh.clone(), delete_fresh),
-            ]
-            .map(|(store, key, delete)| {
-                let start = start.clone();
-                tokio::spawn(async move {
-                    start.wait().await;
-                    let outcome = if delete {
-                        let event = event(AuditAction::KeyDeleted).for_key(&key);
-                        store
-                            .delete_key(Audited {
-                                value: &key,
-                                event: &event,
-                            })
-                            .await
-                    } else {
-                        block(&store, &key).await
-                    };
-                    (key, outcome)
-                })
-            });
+            let racers = [(left.clone(), survivor.clone(), false), (right.clone(), fresh.clone(), delete_fresh)].map(
+                |(store, key, delete)| {
+                    let start = start.clone();
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        let outcome = if delete {
+                            let event = event(AuditAction::KeyDeleted).for_key(&key);
+                            store.delete_key(Audited { value: &key, event: &event }).await
+                        } else {
+                            block(&store, &key).await
+                        };
+                        (key, outcome)
+                    })
+                },
+            );
             let mut refused = Vec::new();
             let mut succeeded = 0;
             for racer in racers {
@@ -1076,12 +934,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_feed_delivers_changes_made_by_another_instance() {
         let schema = TestSchema::new().await;
-        let (watcher, writer) = (schema.open().await, schema.open().await);
-        let mut feed = watcher
-            .watch_invalidations()
-            .await
-            .unwrap()
-            .expect("PostgreSQL has an invalidation feed");
+        let watcher = schema.open().await;
+        // Opened the other way on purpose: both must agree on the channel.
+        let writer = schema.open_by_url().await;
+        assert_eq!(writer.listener_application_name(), watcher.listener_application_name());
+        let mut feed = watcher.watch_invalidations().await.unwrap().expect("PostgreSQL has an invalidation feed");
         let master = store_key(&writer, new_key(Permission::Master, None)).await;
         let site = store_site(&writer).await;
         let [first, second, third] = [(); 3].map(|()| new_key(Permission::Read, Some(&site.id)));
@@ -1091,27 +948,15 @@ mod tests {
 
         // Refused: rolled back, so it notifies nobody. Notifications arrive in commit
         // order, so the next message proves nothing came from this one.
-        assert!(matches!(
-            block(&writer, &master).await,
-            Err(StoreError::LastMaster)
-        ));
+        assert!(matches!(block(&writer, &master).await, Err(StoreError::LastMaster)));
         block(&writer, &first).await.unwrap();
         assert_eq!(next(&mut feed).await, Invalidation::Key(first.hash));
 
         let deletion = event(AuditAction::KeyDeleted).for_key(&second);
-        writer
-            .delete_key(Audited {
-                value: &second,
-                event: &deletion,
-            })
-            .await
-            .unwrap();
+        writer.delete_key(Audited { value: &second, event: &deletion }).await.unwrap();
         assert_eq!(next(&mut feed).await, Invalidation::Key(second.hash));
 
-        let deleted = writer
-            .delete_site(&site.id, &event(AuditAction::SiteDeleted).for_site(&site))
-            .await
-            .unwrap();
+        let deleted = writer.delete_site(&site.id, &event(AuditAction::SiteDeleted).for_site(&site)).await.unwrap();
         assert_eq!(deleted.len(), 2);
         let mut invalidated = HashSet::new();
         for _ in 0..2 {
@@ -1201,10 +1046,7 @@ mod tests {
             ])
             .await
             .unwrap();
-        store
-            .record_last_used(&[(one.id.clone(), minutes(5)), (two.id.clone(), minutes(5))])
-            .await
-            .unwrap();
+        store.record_last_used(&[(one.id.clone(), minutes(5)), (two.id.clone(), minutes(5))]).await.unwrap();
         for key in [&one, &two] {
             let stored = store.get_key(&key.id).await.unwrap().unwrap();
             assert_eq!(stored.last_used_at, Some(now));
@@ -1217,54 +1059,32 @@ mod tests {
         let schema = TestSchema::new().await;
         let store = schema.open().await;
         let sites: Vec<Site> = (0..3).map(|_| new_site("imported")).collect();
-        let keys: Vec<KeyRecord> = (0..IMPORT_CHUNK * 2 + 7)
-            .map(|i| new_key(Permission::Read, Some(&sites[i % sites.len()].id)))
-            .collect();
-        let events: Vec<AuditEvent> = keys
-            .iter()
-            .take(IMPORT_CHUNK + 1)
-            .map(|key| event(AuditAction::KeyCreated).for_key(key))
-            .collect();
+        let keys: Vec<KeyRecord> =
+            (0..IMPORT_CHUNK * 2 + 7).map(|i| new_key(Permission::Read, Some(&sites[i % sites.len()].id))).collect();
+        let events: Vec<AuditEvent> =
+            keys.iter().take(IMPORT_CHUNK + 1).map(|key| event(AuditAction::KeyCreated).for_key(key)).collect();
 
         // The last key's site is missing: the whole batch, earlier chunks included, is
         // rolled back.
-        let mut broken = ImportBatch {
-            sites: sites.clone(),
-            keys: keys.clone(),
-            events: events.clone(),
-        };
-        broken
-            .keys
-            .push(new_key(Permission::Read, Some(&SiteId::generate())));
+        let mut broken = ImportBatch { sites: sites.clone(), keys: keys.clone(), events: events.clone() };
+        broken.keys.push(new_key(Permission::Read, Some(&SiteId::generate())));
         let result = store.import(&broken).await;
         assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
         assert!(store.has_no_keys().await.unwrap());
         assert_eq!(store.get_site(&sites[0].id).await.unwrap(), None);
 
-        let batch = ImportBatch {
-            sites,
-            keys,
-            events,
-        };
+        let batch = ImportBatch { sites, keys, events };
         store.import(&batch).await.unwrap();
         let count = |table: &str| {
             let sql = format!("SELECT COUNT(*) FROM {table}");
             let pool = store.pool.clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(&sql)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            }
+            async move { sqlx::query_scalar::<_, i64>(&sql).fetch_one(&pool).await.unwrap() }
         };
         assert_eq!(count("sites").await, 3);
         assert_eq!(count("keys").await, batch.keys.len() as i64);
         assert_eq!(count("audit_events").await, batch.events.len() as i64);
         let last = batch.keys.last().unwrap();
-        assert_eq!(
-            store.find_key_by_hash(&last.hash).await.unwrap().as_ref(),
-            Some(last)
-        );
+        assert_eq!(store.find_key_by_hash(&last.hash).await.unwrap().as_ref(), Some(last));
         let again = store.import(&batch).await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
         store.close().await;

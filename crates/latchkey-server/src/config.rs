@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub last_used_flush_interval: Duration,
     /// Throttling of repeated failed verifications per client address.
     pub failure_throttle: ThrottleConfig,
+    /// A dashboard session ends after this long without a request.
+    pub session_idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +36,7 @@ impl Default for ServerConfig {
             negative_cache_ttl: Duration::from_secs(2),
             last_used_flush_interval: Duration::from_secs(1),
             failure_throttle: ThrottleConfig::default(),
+            session_idle_timeout: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -93,6 +96,10 @@ impl FromStr for TrustedProxies {
 }
 
 impl TrustedProxies {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|network| network.contains(ip))
     }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod management;
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> axum::Router {
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     router
+        .merge(dashboard::routes())
         .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(openapi.as_ref().clone()) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -120,6 +122,7 @@ async fn flush_last_used_periodically(state: AppState, mut stopped: tokio::sync:
             _ = stopped.changed() => return,
         }
         state.throttle.prune(state.clock.now().timestamp());
+        state.sessions.prune();
         if let Err(error) = state.verifier.flush_last_used().await {
             tracing::warn!(%error, "could not write last-used times; will retry");
         }

@@ -2,6 +2,7 @@
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::dashboard::sessions::SessionStore;
 use crate::throttle::FailureThrottle;
 use crate::verification::Verifier;
 use latchkey_store::SharedStore;
@@ -14,6 +15,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
     pub throttle: Arc<FailureThrottle>,
+    pub sessions: Arc<SessionStore>,
 }
 
 impl AppState {
@@ -25,6 +27,7 @@ impl AppState {
             config.negative_cache_ttl,
         ));
         let throttle = Arc::new(FailureThrottle::new(config.failure_throttle));
-        Self { store, verifier, clock, config: Arc::new(config), throttle }
+        let sessions = Arc::new(SessionStore::new(config.session_idle_timeout));
+        Self { store, verifier, clock, config: Arc::new(config), throttle, sessions }
     }
 }

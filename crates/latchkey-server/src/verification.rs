@@ -127,7 +127,12 @@ impl Verifier {
         let Ok(parsed) = ParsedKey::parse(presented) else {
             return Ok(KeyLookup::Refused(RefusalReason::NotFound, None));
         };
-        let Some(key) = self.lookup(parsed.hash()).await? else {
+        self.check_hash(parsed.hash(), now).await
+    }
+
+    /// Like [`check`](Self::check), for a key known only by its hash (a dashboard session).
+    pub async fn check_hash(&self, hash: KeyHash, now: DateTime<Utc>) -> Result<KeyLookup, StoreError> {
+        let Some(key) = self.lookup(hash).await? else {
             return Ok(KeyLookup::Refused(RefusalReason::NotFound, None));
         };
         match key.state_at(now) {

@@ -52,7 +52,8 @@ impl Drop for Schema {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 if let Ok(mut connection) = sqlx::PgConnection::connect(&postgres_url()).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut connection).await;
+                    let _ =
+                        sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut connection).await;
                 }
             });
         })
@@ -125,7 +126,8 @@ async fn a_block_through_one_instance_stops_the_key_on_another() {
     let master = bootstrap(&schema).await;
     let a = start_instance(&schema, &[]).await;
     let b = start_instance(&schema, &["--cache-max-staleness", "60"]).await;
-    let site = a.post("/api/v1/sites", Some(&master), json!({ "name": "shared" })).await["id"].as_str().unwrap().to_owned();
+    let site =
+        a.post("/api/v1/sites", Some(&master), json!({ "name": "shared" })).await["id"].as_str().unwrap().to_owned();
     let mut delays = Vec::new();
     for round in 0..100 {
         let body = json!({ "name": format!("round {round}"), "permission": "read", "site_id": site });
@@ -157,7 +159,8 @@ async fn an_instance_that_loses_its_notification_connection_never_serves_a_block
     // explain the key being refused in time.
     let b = start_instance(&schema, &["--cache-max-staleness", "300"]).await;
     let site = b.post("/api/v1/sites", Some(&master), json!({ "name": "s" })).await["id"].as_str().unwrap().to_owned();
-    let created = b.post("/api/v1/keys", Some(&master), json!({ "name": "k", "permission": "read", "site_id": site })).await;
+    let created =
+        b.post("/api/v1/keys", Some(&master), json!({ "name": "k", "permission": "read", "site_id": site })).await;
     let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
     assert_eq!(b.verify(&key).await, "valid");
     // A change whose notification never arrives: written straight to the table.
@@ -185,7 +188,8 @@ async fn the_staleness_bound_caps_a_cached_answer_even_without_notifications() {
     let master = bootstrap(&schema).await;
     let b = start_instance(&schema, &["--cache-max-staleness", "1"]).await;
     let site = b.post("/api/v1/sites", Some(&master), json!({ "name": "s" })).await["id"].as_str().unwrap().to_owned();
-    let created = b.post("/api/v1/keys", Some(&master), json!({ "name": "k", "permission": "read", "site_id": site })).await;
+    let created =
+        b.post("/api/v1/keys", Some(&master), json!({ "name": "k", "permission": "read", "site_id": site })).await;
     let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
     assert_eq!(b.verify(&key).await, "valid");
     let changed_at = Instant::now();
@@ -222,7 +226,12 @@ async fn migrate_moves_ten_thousand_keys_from_sqlite_to_postgres_and_every_key_s
     schema.open().await; // creates the schema and its tables
     let migrate = |force: bool| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        command.args(["migrate", "--from"]).arg(&sqlite_path).args(["--to", &postgres_url(), "--postgres-schema", &schema.name]);
+        command.args(["migrate", "--from"]).arg(&sqlite_path).args([
+            "--to",
+            &postgres_url(),
+            "--postgres-schema",
+            &schema.name,
+        ]);
         if force {
             command.arg("--force");
         }

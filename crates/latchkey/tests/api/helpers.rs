@@ -73,14 +73,6 @@ impl Database {
             }
         }
     }
-
-    /// The `--database` argument for a `latchkey` process on this data.
-    pub fn url(&self) -> String {
-        match self {
-            Database::Sqlite(path) => path.display().to_string(),
-            Database::Postgres { url, schema } => format!("{url}?options=-csearch_path%3D{schema}"),
-        }
-    }
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {

@@ -1,0 +1,120 @@
+//! HTML for the dashboard, server-rendered with maud (escaped by construction). The CSS
+//! and the little JavaScript (copy button) are compiled into the binary.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+const CSS: &str = r#"
+:root { --fg:#1d2330; --muted:#5b6475; --line:#d9dde5; --accent:#2451c7; --bad:#b3261e; --ok:#1b7f3b; --bg:#f7f8fa; }
+* { box-sizing: border-box; }
+body { margin:0; font:15px/1.5 system-ui, sans-serif; color:var(--fg); background:var(--bg); }
+header { display:flex; flex-wrap:wrap; gap:1rem; align-items:center; padding:.75rem 1.25rem; background:#fff; border-bottom:1px solid var(--line); }
+header strong { margin-right:auto; }
+nav a { margin-right:1rem; }
+main { max-width:1100px; margin:0 auto; padding:1.25rem; }
+a { color:var(--accent); }
+table { width:100%; border-collapse:collapse; background:#fff; }
+th, td { text-align:left; padding:.5rem .6rem; border-bottom:1px solid var(--line); vertical-align:top; }
+th { font-weight:600; color:var(--muted); font-size:.85rem; }
+.table-wrap { overflow-x:auto; }
+form.inline { display:inline; }
+label { display:block; font-weight:600; margin:.75rem 0 .25rem; }
+input[type=text], input[type=password], input[type=datetime-local], select, textarea { width:100%; max-width:32rem; padding:.45rem; border:1px solid var(--line); border-radius:4px; font:inherit; }
+button, .button { display:inline-block; padding:.45rem .9rem; border:1px solid var(--accent); background:var(--accent); color:#fff; border-radius:4px; font:inherit; cursor:pointer; text-decoration:none; }
+button.secondary { background:#fff; color:var(--accent); }
+button.danger { background:var(--bad); border-color:var(--bad); }
+button:focus-visible, a:focus-visible, input:focus-visible, select:focus-visible { outline:3px solid #f2b600; outline-offset:2px; }
+.status-active { color:var(--ok); } .status-blocked, .status-expired { color:var(--bad); }
+.notice { padding:.75rem 1rem; border-radius:4px; margin:1rem 0; background:#fff; border:1px solid var(--line); }
+.error { border-color:var(--bad); color:var(--bad); }
+.secret { font-family:ui-monospace, monospace; word-break:break-all; padding:.75rem; background:#fff; border:2px dashed var(--accent); }
+.muted { color:var(--muted); }
+.toolbar { display:flex; flex-wrap:wrap; gap:.75rem; align-items:end; margin:1rem 0; }
+@media (max-width: 640px) { .hide-narrow { display:none; } main { padding:.75rem; } }
+"#;
+
+const COPY_SCRIPT: &str = r#"
+document.querySelectorAll('[data-copy]').forEach(function (button) {
+  button.addEventListener('click', function () {
+    var text = document.getElementById(button.dataset.copy).textContent.trim();
+    navigator.clipboard.writeText(text).then(function () { button.textContent = 'Copied'; });
+  });
+});
+"#;
+
+pub struct Page<'a> {
+    pub title: &'a str,
+    /// `None` on the sign-in page.
+    pub signed_in: Option<SignedIn<'a>>,
+}
+
+pub struct SignedIn<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub is_master: bool,
+}
+
+pub fn layout(page: Page<'_>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (page.title) " · Latchkey" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    strong { "Latchkey" }
+                    @if let Some(user) = &page.signed_in {
+                        nav aria-label="Main" {
+                            a href="/keys" { "API Keys" }
+                            a href="/audit" { "Audit" }
+                            @if user.is_master { a href="/sites" { "Sites" } }
+                        }
+                        span.muted { "Signed in as " code { (user.prefix) "…" } }
+                        form.inline method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(user.csrf);
+                            button.secondary type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (page.title) } (body) }
+                script { (PreEscaped(COPY_SCRIPT)) }
+            }
+        }
+    }
+}
+
+pub fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(csrf); }
+}
+
+pub fn notice(message: &str, is_error: bool) -> Markup {
+    html! { div.notice.error[is_error] role=(if is_error { "alert" } else { "status" }) { (message) } }
+}
+
+/// "3 minutes ago", with the exact time on hover; "Never" when there is none.
+pub fn relative_time(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Markup {
+    let Some(at) = at else {
+        return html! { span.muted { "Never" } };
+    };
+    let seconds = (now - at).num_seconds();
+    let text = match seconds {
+        s if s < 0 => format!("in {}", span_text(-s)),
+        s if s < 60 => "just now".to_owned(),
+        s => format!("{} ago", span_text(s)),
+    };
+    html! { time datetime=(at.to_rfc3339_opts(SecondsFormat::Secs, true)) title=(at.to_rfc3339_opts(SecondsFormat::Secs, true)) { (text) } }
+}
+
+fn span_text(seconds: i64) -> String {
+    let (value, unit) = match seconds {
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s => (s / 86_400, "day"),
+    };
+    let value = value.max(1);
+    format!("{value} {unit}{}", if value == 1 { "" } else { "s" })
+}
