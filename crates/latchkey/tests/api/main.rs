@@ -2,6 +2,7 @@
 //! HTTP client. One test binary (modules below) so everything links once.
 
 mod authorization;
+mod browser;
 mod errors;
 mod helpers;
 mod keys;
