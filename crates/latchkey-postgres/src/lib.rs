@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Permission, Site, SiteId, SiteName};
 use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
 use latchkey_store::{
-    AuditFilter, Audited, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError, StoreResult,
+    AuditFilter, Audited, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError, StoreResult, UsageCount,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, QueryBuilder, Row, Transaction};
@@ -689,6 +689,59 @@ impl Store for PostgresStore {
         .await
         .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn record_usage(&self, counts: &[UsageCount]) -> StoreResult<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = counts.iter().map(|c| c.key_id.as_str()).collect();
+        let days: Vec<i32> = counts.iter().map(|c| c.day).collect();
+        let allowed: Vec<i64> = counts.iter().map(|c| c.allowed as i64).collect();
+        let refused: Vec<i64> = counts.iter().map(|c| c.refused as i64).collect();
+        // One statement per batch; the join on keys skips keys deleted since they were
+        // counted, and the GROUP BY folds repeats so ON CONFLICT sees each row once.
+        sqlx::query(
+            "INSERT INTO key_usage (key_id, day, allowed, refused)
+             SELECT u.id, u.day, SUM(u.allowed), SUM(u.refused)
+               FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::int8[]) AS u(id, day, allowed, refused)
+               JOIN keys ON keys.id = u.id
+              GROUP BY u.id, u.day
+              ORDER BY u.id, u.day
+             ON CONFLICT (key_id, day) DO UPDATE
+                SET allowed = key_usage.allowed + EXCLUDED.allowed, refused = key_usage.refused + EXCLUDED.refused",
+        )
+        .bind(ids)
+        .bind(days)
+        .bind(allowed)
+        .bind(refused)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn usage(&self, keys: &[KeyId], since_day: i32) -> StoreResult<Vec<UsageCount>> {
+        let ids: Vec<&str> = keys.iter().map(KeyId::as_str).collect();
+        let rows = sqlx::query(
+            "SELECT key_id, day, allowed, refused FROM key_usage WHERE key_id = ANY($1::text[]) AND day >= $2",
+        )
+        .bind(ids)
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let key_id: String = row.get("key_id");
+                Ok(UsageCount {
+                    key_id: KeyId::parse(&key_id).ok_or_else(|| StoreError::Unavailable("stored key id".into()))?,
+                    day: row.get("day"),
+                    allowed: row.get::<i64, _>("allowed") as u64,
+                    refused: row.get::<i64, _>("refused") as u64,
+                })
+            })
+            .collect()
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {

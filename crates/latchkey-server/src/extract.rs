@@ -96,8 +96,14 @@ impl FromRequestParts<AppState> for Authenticated {
                 let refused = refusal_error(RefusalReason::NotFound);
                 return Err(throttled(state, ip, now).unwrap_or(refused));
             }
-            KeyLookup::Refused(reason, _) => return Err(refusal_error(reason)),
+            KeyLookup::Refused(reason, key) => {
+                if let Some(key) = &key {
+                    state.verifier.count_request(key, false);
+                }
+                return Err(refusal_error(reason));
+            }
         };
+        state.verifier.count_request(&key, true);
         let caller = Caller { permission: key.permission, site_id: key.site_id() };
         let actor = Actor {
             key_id: Some(key.id()),

@@ -60,6 +60,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
         .routes(routes!(keys::block_key))
         .routes(routes!(keys::unblock_key))
+        .routes(routes!(keys::key_usage))
         .routes(routes!(keys::whoami))
         .routes(routes!(audit::list_audit))
         .routes(routes!(verify::verify_key))
@@ -110,6 +111,9 @@ pub async fn serve(
     if let Err(error) = state.verifier.flush_last_used().await {
         tracing::error!(%error, "could not write last-used times at shutdown");
     }
+    if let Err(error) = state.verifier.flush_usage(state.clock.now()).await {
+        tracing::error!(%error, "could not write usage counts at shutdown");
+    }
     served
 }
 
@@ -125,6 +129,9 @@ async fn flush_last_used_periodically(state: AppState, mut stopped: tokio::sync:
         state.sessions.prune();
         if let Err(error) = state.verifier.flush_last_used().await {
             tracing::warn!(%error, "could not write last-used times; will retry");
+        }
+        if let Err(error) = state.verifier.flush_usage(state.clock.now()).await {
+            tracing::warn!(%error, "could not write usage counts; will retry");
         }
     }
 }

@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, Utc};
 use latchkey_core::{KeyHash, KeyId, KeyRecord, KeyState, ParsedKey, Permission, Scopes, SiteId, Status, Ulid};
-use latchkey_store::{SharedStore, StoreError};
+use latchkey_store::{SharedStore, StoreError, UsageCount};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -50,6 +50,10 @@ pub struct VerifiedKey {
     loaded_at: u32,
     /// The last second (Unix) in which this key was recorded as used.
     last_used_second: AtomicU32,
+    /// Requests counted since the last usage flush, and whether the key is queued for it.
+    pending_allowed: AtomicU32,
+    pending_refused: AtomicU32,
+    queued_for_usage: AtomicBool,
 }
 
 impl VerifiedKey {
@@ -64,6 +68,9 @@ impl VerifiedKey {
             scopes: record.scopes.clone(),
             loaded_at,
             last_used_second: AtomicU32::new(0),
+            pending_allowed: AtomicU32::new(0),
+            pending_refused: AtomicU32::new(0),
+            queued_for_usage: AtomicBool::new(false),
         }
     }
 
@@ -105,6 +112,8 @@ pub struct Verifier {
     /// Set while cross-instance notifications may be missing: every check reads the store.
     bypass_cache: AtomicBool,
     pending_last_used: Mutex<HashMap<Ulid, DateTime<Utc>>>,
+    /// Keys with counts not yet flushed; each is pushed once per flush period.
+    pending_usage: Mutex<Vec<Arc<VerifiedKey>>>,
 }
 
 impl Verifier {
@@ -119,6 +128,7 @@ impl Verifier {
             negative_ttl,
             bypass_cache: AtomicBool::new(false),
             pending_last_used: Mutex::new(HashMap::new()),
+            pending_usage: Mutex::new(Vec::new()),
         }
     }
 
@@ -190,6 +200,52 @@ impl Verifier {
             let entry = pending.entry(key.id).or_insert(now);
             *entry = (*entry).max(now);
         }
+    }
+
+    /// Counts one request made with `key`, allowed or refused, for the usage charts. Two
+    /// atomic adds; the key joins the flush queue only on its first count of a period.
+    pub fn count_request(&self, key: &Arc<VerifiedKey>, allowed: bool) {
+        let counter = if allowed { &key.pending_allowed } else { &key.pending_refused };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !key.queued_for_usage.swap(true, Ordering::AcqRel) {
+            self.pending_usage.lock().push(key.clone());
+        }
+    }
+
+    /// Adds the counted requests to the store, attributed to `now`'s UTC day.
+    pub async fn flush_usage(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let queued = std::mem::take(&mut *self.pending_usage.lock());
+        let day = latchkey_store::day_number(now);
+        let mut counts = Vec::with_capacity(queued.len());
+        for key in &queued {
+            // Unqueue before taking the counts: a request counted after this re-queues the key.
+            key.queued_for_usage.store(false, Ordering::Release);
+            let allowed = key.pending_allowed.swap(0, Ordering::AcqRel);
+            let refused = key.pending_refused.swap(0, Ordering::AcqRel);
+            if allowed + refused > 0 {
+                counts.push((key, allowed, refused));
+            }
+        }
+        let rows: Vec<UsageCount> = counts
+            .iter()
+            .map(|(key, allowed, refused)| UsageCount {
+                key_id: key.id(),
+                day,
+                allowed: u64::from(*allowed),
+                refused: u64::from(*refused),
+            })
+            .collect();
+        if let Err(error) = self.store.record_usage(&rows).await {
+            for (key, allowed, refused) in counts {
+                key.pending_allowed.fetch_add(allowed, Ordering::Relaxed);
+                key.pending_refused.fetch_add(refused, Ordering::Relaxed);
+                if !key.queued_for_usage.swap(true, Ordering::AcqRel) {
+                    self.pending_usage.lock().push(key.clone());
+                }
+            }
+            return Err(error);
+        }
+        Ok(rows.len())
     }
 
     /// Drops a key from the cache. Call after the change is committed, before answering.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
 use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
-use latchkey_store::{AuditFilter, Audited, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult};
+use latchkey_store::{AuditFilter, Audited, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult, UsageCount};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -391,6 +391,50 @@ impl Store for SqliteStore {
                 .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn record_usage(&self, counts: &[UsageCount]) -> StoreResult<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for count in counts {
+            // INSERT … SELECT … WHERE EXISTS: a key deleted since it was counted is skipped
+            // instead of failing the whole batch on the foreign key.
+            sqlx::query(
+                "INSERT INTO key_usage (key_id, day, allowed, refused)
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)
+                 ON CONFLICT (key_id, day) DO UPDATE
+                    SET allowed = allowed + excluded.allowed, refused = refused + excluded.refused",
+            )
+            .bind(count.key_id.as_str())
+            .bind(count.day)
+            .bind(count.allowed as i64)
+            .bind(count.refused as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn usage(&self, keys: &[KeyId], since_day: i32) -> StoreResult<Vec<UsageCount>> {
+        let mut rows = Vec::new();
+        for key in keys {
+            let found = sqlx::query("SELECT day, allowed, refused FROM key_usage WHERE key_id = ? AND day >= ?")
+                .bind(key.as_str())
+                .bind(since_day)
+                .fetch_all(&self.readers)
+                .await
+                .map_err(db_error)?;
+            rows.extend(found.into_iter().map(|row| UsageCount {
+                key_id: key.clone(),
+                day: row.get("day"),
+                allowed: row.get::<i64, _>("allowed") as u64,
+                refused: row.get::<i64, _>("refused") as u64,
+            }));
+        }
+        Ok(rows)
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {

@@ -33,6 +33,7 @@ checks!(
     audit_events_are_filtered_by_site_key_and_action,
     thirty_two_concurrent_creators_all_succeed,
     an_import_keeps_ids_hashes_and_times,
+    usage_counts_add_up_per_key_and_day,
 );
 
 fn event(action: AuditAction) -> AuditEvent {
@@ -218,4 +219,19 @@ async fn an_import_keeps_ids_hashes_and_times(store: SharedStore) {
     assert_eq!(store.get_key(&master.id).await.unwrap(), Some(master));
     let events = store.list_audit(&AuditFilter::default(), &Page { after: None, limit: 10 }).await.unwrap();
     assert_eq!(events, [audit]);
+}
+
+async fn usage_counts_add_up_per_key_and_day(store: SharedStore) {
+    use crate::UsageCount;
+    let key = store_key(&store, Permission::Master, None).await;
+    let other = store_key(&store, Permission::Master, None).await;
+    let count = |key: &KeyRecord, day, allowed, refused| UsageCount { key_id: key.id.clone(), day, allowed, refused };
+    store.record_usage(&[count(&key, 100, 3, 1), count(&other, 100, 5, 0)]).await.unwrap();
+    store.record_usage(&[count(&key, 100, 2, 2), count(&key, 101, 1, 0)]).await.unwrap();
+    let gone = new_key(Permission::Read, None);
+    store.record_usage(&[count(&gone, 100, 1, 1)]).await.expect("a deleted key's counts are skipped");
+    let mut rows = store.usage(std::slice::from_ref(&key.id), 100).await.unwrap();
+    rows.sort_by_key(|row| row.day);
+    assert_eq!(rows, [count(&key, 100, 5, 3), count(&key, 101, 1, 0)]);
+    assert_eq!(store.usage(&[key.id.clone(), other.id.clone()], 101).await.unwrap().len(), 1);
 }

@@ -89,6 +89,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>>;
 
+    /// Adds request counts per key and day (keys deleted meanwhile are skipped).
+    async fn record_usage(&self, counts: &[UsageCount]) -> StoreResult<()>;
+    /// The counts of these keys from `since_day` (days since the Unix epoch, UTC) on.
+    async fn usage(&self, keys: &[KeyId], since_day: i32) -> StoreResult<Vec<UsageCount>>;
+
     /// Bulk copy for `latchkey migrate` and for seeding benchmarks: inserts records as
     /// they are (ids, hashes, times kept), in one transaction per call, without audit.
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()>;
@@ -98,6 +103,20 @@ pub trait Store: Send + Sync + 'static {
     async fn watch_invalidations(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
         Ok(None)
     }
+}
+
+/// Requests made with one key on one UTC day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageCount {
+    pub key_id: KeyId,
+    /// Days since 1970-01-01, UTC.
+    pub day: i32,
+    pub allowed: u64,
+    pub refused: u64,
+}
+
+pub fn day_number(at: DateTime<Utc>) -> i32 {
+    at.timestamp().div_euclid(86_400) as i32
 }
 
 #[derive(Clone, Debug, Default)]

@@ -288,6 +288,8 @@ async fn keys_page(State(state): State<AppState>, user: Dashboard, Query(query):
         .await?;
     let next = crate::routes::next_cursor(&mut keys, PAGE_SIZE as usize, |k| k.id.to_string());
     let now = state.clock.now();
+    let ids: Vec<latchkey_core::KeyId> = keys.iter().map(|k| k.id.clone()).collect();
+    let usage = crate::routes::keys::usage_series(&state, &ids, 30).await?;
     let site_param = site.as_ref().map(|s| s.to_string()).unwrap_or_default();
     let body = html! {
         form.toolbar method="get" action="/keys" {
@@ -307,7 +309,7 @@ async fn keys_page(State(state): State<AppState>, user: Dashboard, Query(query):
         } @else {
             div.table-wrap {
                 table {
-                    thead { tr { th { "Name" } th { "Key prefix" } th { "Permission" } th { "Status" } th.hide-narrow { "Created" } th { "Last used" } } }
+                    thead { tr { th { "Name" } th { "Key prefix" } th { "Permission" } th { "Status" } th.hide-narrow { "Created" } th { "Last used" } th.hide-narrow { "30 days" } } }
                     tbody {
                         @for key in &keys {
                             @let view = KeyView::of(key, now);
@@ -318,6 +320,7 @@ async fn keys_page(State(state): State<AppState>, user: Dashboard, Query(query):
                                 td class={ "status-" (view.status) } { (capitalized(&view.status)) }
                                 td.hide-narrow { (relative_time(Some(key.created_at), now)) }
                                 td { (relative_time(key.last_used_at, now)) }
+                                td.hide-narrow { @if let Some(days) = usage.get(&key.id) { (views::sparkline(days)) } }
                             }
                         }
                     }
@@ -465,7 +468,11 @@ async fn key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path
         .collect();
     let expiry_value = key.expires_at.map(|t| t.format("%Y-%m-%dT%H:%M").to_string()).unwrap_or_default();
     let csrf = &user.session.csrf_token;
+    let usage = crate::routes::keys::usage_series(&state, std::slice::from_ref(&key.id), 30).await?;
     let body = html! {
+        h2 { "Usage" }
+        @if let Some(days) = usage.get(&key.id) { (views::usage_chart(days)) }
+        h2 { "Details" }
         table {
             tbody {
                 tr { th { "Key prefix" } td { code { (key.prefix.as_str()) } } }

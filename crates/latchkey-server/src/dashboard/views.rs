@@ -118,3 +118,49 @@ fn span_text(seconds: i64) -> String {
     let value = value.max(1);
     format!("{value} {unit}{}", if value == 1 { "" } else { "s" })
 }
+
+/// A 30-day sparkline of all requests (allowed + refused), for the keys table.
+pub fn sparkline(days: &[crate::routes::keys::UsageDay]) -> Markup {
+    let totals: Vec<u64> = days.iter().map(|d| d.allowed + d.refused).collect();
+    let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = 100.0 / (totals.len().max(2) - 1) as f64;
+    let points: Vec<String> = totals
+        .iter()
+        .enumerate()
+        .map(|(i, total)| format!("{:.1},{:.1}", i as f64 * step, 19.0 - (*total as f64 / max) * 18.0))
+        .collect();
+    let sum: u64 = totals.iter().sum();
+    html! {
+        svg width="100" height="20" viewBox="0 0 100 20" role="img" aria-label={ (sum) " requests in 30 days" } {
+            title { (sum) " requests in 30 days" }
+            polyline points=(points.join(" ")) fill="none" stroke="#2451c7" stroke-width="1.5" {}
+        }
+    }
+}
+
+/// Daily bars of allowed (green) and refused (red) requests, for the key detail page.
+pub fn usage_chart(days: &[crate::routes::keys::UsageDay]) -> Markup {
+    let max = days.iter().map(|d| d.allowed.max(d.refused)).max().unwrap_or(0).max(1) as f64;
+    let width = 12.0;
+    let allowed: u64 = days.iter().map(|d| d.allowed).sum();
+    let refused: u64 = days.iter().map(|d| d.refused).sum();
+    html! {
+        figure {
+            svg width="100%" height="120" viewBox={ "0 0 " (days.len() as f64 * width) " 100" } preserveAspectRatio="none"
+                role="img" aria-label={ (allowed) " allowed and " (refused) " refused requests in the last 30 days" } {
+                @for (i, day) in days.iter().enumerate() {
+                    @let x = i as f64 * width;
+                    @let a = day.allowed as f64 / max * 100.0;
+                    @let r = day.refused as f64 / max * 100.0;
+                    rect x=(x + 1.0) y=(100.0 - a) width=(width / 2.0 - 1.0) height=(a) fill="#1b7f3b" {
+                        title { (day.date) ": " (day.allowed) " allowed" }
+                    }
+                    rect x=(x + width / 2.0) y=(100.0 - r) width=(width / 2.0 - 1.0) height=(r) fill="#b3261e" {
+                        title { (day.date) ": " (day.refused) " refused" }
+                    }
+                }
+            }
+            figcaption.muted { "Last 30 days: " (allowed) " allowed, " (refused) " refused (green: allowed, red: refused)." }
+        }
+    }
+}

@@ -292,3 +292,76 @@ pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> Resul
     let key = state.store.get_key(&auth.key.id()).await?.ok_or_else(|| ApiError::not_found("key"))?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }
+
+/// One day of a key's usage.
+#[derive(Serialize, ToSchema)]
+pub struct UsageDay {
+    #[schema(example = "2026-11-27")]
+    pub date: String,
+    pub allowed: u64,
+    pub refused: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyUsage {
+    pub key_id: String,
+    /// Oldest first, one entry per UTC day, zeros included.
+    pub days: Vec<UsageDay>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// 1 to 90, default 30.
+    pub days: Option<u32>,
+}
+
+/// The last `days` UTC days of usage for each key, zero-filled, oldest first.
+pub async fn usage_series(
+    state: &AppState,
+    keys: &[latchkey_core::KeyId],
+    days: u32,
+) -> Result<std::collections::HashMap<latchkey_core::KeyId, Vec<UsageDay>>, ApiError> {
+    let today = latchkey_store::day_number(state.clock.now());
+    let first = today - days as i32 + 1;
+    let rows = state.store.usage(keys, first).await?;
+    let mut series = std::collections::HashMap::new();
+    for key in keys {
+        let mut daily: Vec<UsageDay> = (first..=today)
+            .map(|day| UsageDay {
+                date: DateTime::from_timestamp(i64::from(day) * 86_400, 0)
+                    .map(|at| at.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                allowed: 0,
+                refused: 0,
+            })
+            .collect();
+        for row in rows.iter().filter(|row| &row.key_id == key && row.day >= first && row.day <= today) {
+            let slot = &mut daily[(row.day - first) as usize];
+            slot.allowed += row.allowed;
+            slot.refused += row.refused;
+        }
+        series.insert(key.clone(), daily);
+    }
+    Ok(series)
+}
+
+/// Requests per UTC day made with this key, allowed vs refused (counted in memory and
+/// written in batches, so the current minute may not be included yet).
+#[utoipa::path(get, path = "/keys/{id}/usage", tag = "keys", params(("id" = String, Path), UsageQuery),
+    responses((status = 200, body = KeyUsage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn key_usage(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<UsageQuery>,
+) -> Result<Json<KeyUsage>, ApiError> {
+    let days = query.days.unwrap_or(30);
+    if !(1..=90).contains(&days) {
+        return Err(ApiError::validation("days must be between 1 and 90"));
+    }
+    let key = state.managed_key(&auth, &id).await?;
+    let mut series = usage_series(&state, std::slice::from_ref(&key.id), days).await?;
+    Ok(Json(KeyUsage { key_id: key.id.to_string(), days: series.remove(&key.id).unwrap_or_default() }))
+}

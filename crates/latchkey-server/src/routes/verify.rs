@@ -71,14 +71,21 @@ enum Verdict {
     Unmet(Unmet, std::sync::Arc<VerifiedKey>),
 }
 
+/// Checks a key against a requirement and counts the request as allowed or refused.
 async fn judge(state: &AppState, key: &str, requirement: &Requirement) -> Result<Verdict, ApiError> {
-    Ok(match state.verifier.check(key, state.clock.now()).await? {
+    let verdict = match state.verifier.check(key, state.clock.now()).await? {
         KeyLookup::Refused(reason, key) => Verdict::Refused(reason, key),
         KeyLookup::Usable(key) => match requirement.check(key.permission, key.site_ulid(), &key.scopes) {
             Ok(()) => Verdict::Valid(key),
             Err(unmet) => Verdict::Unmet(unmet, key),
         },
-    })
+    };
+    match &verdict {
+        Verdict::Valid(key) => state.verifier.count_request(key, true),
+        Verdict::Refused(_, Some(key)) | Verdict::Unmet(_, key) => state.verifier.count_request(key, false),
+        Verdict::Refused(_, None) => {}
+    }
+    Ok(verdict)
 }
 
 fn unmet_code(unmet: Unmet) -> ErrorCode {

@@ -185,6 +185,7 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
 
     // Block, unblock, rename, delete.
     browser.click("a[href^='/keys/key_']").await;
+    browser.expect_text("Last 30 days:").await;
     browser.click_button("Block").await;
     browser.expect_text("Unblock").await;
     assert_eq!(verify_code(&app, &key).await, "blocked");

@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/keys/{id}/unblock"),
     ("get", "/api/v1/whoami"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/keys/{id}/usage"),
     ("post", "/api/v1/verify"),
     ("get", "/api/v1/auth"),
 ];

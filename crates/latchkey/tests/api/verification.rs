@@ -265,3 +265,32 @@ async fn a_spoofed_forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
         );
     }
 }
+
+#[tokio::test]
+async fn usage_counts_allowed_and_refused_requests_per_day() {
+    let app = spawn_app().await;
+    let site = app.create_site("a").await;
+    let (id, key) = app.create_key("read", Some(&site)).await;
+    for _ in 0..3 {
+        assert_eq!(verify(&app, json!({ "key": key })).await["code"], "valid");
+    }
+    for _ in 0..2 {
+        assert_eq!(verify(&app, json!({ "key": key, "permission": "write" })).await["code"], "insufficient_permission");
+    }
+    let path = format!("/api/v1/keys/{id}/usage");
+    let counted = eventually(Duration::from_secs(5), || async {
+        let (_, usage) = app.get(&path, &app.master_key).await;
+        let today = &usage["days"][29];
+        today["allowed"] == 3 && today["refused"] == 2
+    })
+    .await;
+    let (status, usage) = app.get(&path, &app.master_key).await;
+    assert!(counted, "{usage}");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(usage["days"].as_array().unwrap().len(), 30);
+    assert_eq!(usage["days"][29]["date"], chrono::Utc::now().format("%Y-%m-%d").to_string());
+    let (_, week) = app.get(&format!("{path}?days=7"), &app.master_key).await;
+    assert_eq!(week["days"].as_array().unwrap().len(), 7);
+    let (status, body) = app.get(&format!("{path}?days=91"), &app.master_key).await;
+    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+}
