@@ -18,10 +18,12 @@ pub enum AuditAction {
     KeyBlocked,
     KeyUnblocked,
     KeyDeleted,
+    KeyRotated,
+    KeyReportedLeaked,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 8] = [
+    pub const ALL: [AuditAction; 10] = [
         AuditAction::SiteCreated,
         AuditAction::SiteUpdated,
         AuditAction::SiteDeleted,
@@ -30,6 +32,8 @@ impl AuditAction {
         AuditAction::KeyBlocked,
         AuditAction::KeyUnblocked,
         AuditAction::KeyDeleted,
+        AuditAction::KeyRotated,
+        AuditAction::KeyReportedLeaked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +46,8 @@ impl AuditAction {
             AuditAction::KeyBlocked => "key_blocked",
             AuditAction::KeyUnblocked => "key_unblocked",
             AuditAction::KeyDeleted => "key_deleted",
+            AuditAction::KeyRotated => "key_rotated",
+            AuditAction::KeyReportedLeaked => "key_reported_leaked",
         }
     }
 }
@@ -131,7 +137,8 @@ fn scope_text(key: &KeyRecord) -> Option<String> {
 }
 
 /// The fields of a key that an audit record shows, as display strings.
-fn audited_fields(key: &KeyRecord) -> [(&'static str, Option<String>); 6] {
+fn audited_fields(key: &KeyRecord) -> [(&'static str, Option<String>); 14] {
+    let options = &key.options;
     [
         ("name", Some(key.name.as_str().to_owned())),
         ("description", key.description.as_ref().map(|d| d.as_str().to_owned())),
@@ -139,6 +146,21 @@ fn audited_fields(key: &KeyRecord) -> [(&'static str, Option<String>); 6] {
         ("scopes", scope_text(key)),
         ("status", Some(key.status.as_str().to_owned())),
         ("expires_at", time_text(key.expires_at)),
+        ("owner_id", options.owner_id.as_ref().map(|o| o.as_str().to_owned())),
+        ("metadata", options.metadata.as_ref().map(|m| m.as_str().to_owned())),
+        (
+            "ip_allowlist",
+            (!options.ip_allowlist.is_empty())
+                .then(|| options.ip_allowlist.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
+        ),
+        ("ratelimit", options.ratelimit.map(|r| format!("{} per {} s", r.limit, r.window_seconds))),
+        ("credits", options.credits.map(|c| c.remaining.to_string())),
+        (
+            "credits_refill",
+            options.credits.and_then(|c| c.refill).map(|r| format!("{} {}", r.amount, r.interval.as_str())),
+        ),
+        ("rotated_from", options.rotated_from.as_ref().map(ToString::to_string)),
+        ("rotated_to", options.rotated_to.as_ref().map(ToString::to_string)),
     ]
 }
 

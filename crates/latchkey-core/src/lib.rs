@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod ids;
 pub mod key_format;
+pub mod options;
 pub mod policy;
 pub mod records;
 pub mod values;
@@ -12,6 +13,7 @@ pub mod values;
 pub use audit::{Actor, AuditAction, AuditChange, AuditEvent};
 pub use ids::{EventId, KeyId, SiteId};
 pub use key_format::{KeyFormat, KeyHash, KeyPrefix, MalformedKey, ParsedKey, SecretKey};
+pub use options::{Credits, IpNetwork, KeyOptions, Metadata, OwnerId, RateLimit, Refill, RefillInterval};
 pub use policy::{Caller, Denied, Requirement, Unmet};
 pub use records::{KeyRecord, KeyState, Site};
 pub use ulid::Ulid;

@@ -3,6 +3,7 @@
 
 use crate::ids::{KeyId, SiteId};
 use crate::key_format::{KeyHash, KeyPrefix};
+use crate::options::KeyOptions;
 use crate::values::{Description, KeyName, Permission, Scopes, SiteName, Status};
 use chrono::{DateTime, Utc};
 
@@ -31,6 +32,8 @@ pub struct KeyRecord {
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Owner, metadata, limits, allowlist, rotation links: all optional.
+    pub options: KeyOptions,
 }
 
 /// What a key is at a given moment: status plus expiry.
@@ -92,6 +95,7 @@ pub(crate) mod fixtures {
             updated_at: now,
             last_used_at: None,
             expires_at: None,
+            options: KeyOptions::default(),
         }
     }
 }

@@ -15,9 +15,10 @@ mod feed;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Permission, Site, SiteId, SiteName};
-use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
+use latchkey_store::rows::{millis, AuditRow, CreditColumns, KeyRow, SiteRow, KEY_COLUMNS};
 use latchkey_store::{
-    AuditFilter, Audited, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError, StoreResult, UsageCount,
+    must_keep_a_master, AuditFilter, Audited, CreditSpend, ImportBatch, Invalidation, KeyFilter, Page, Store,
+    StoreError, StoreResult, UsageCount,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, QueryBuilder, Row, Transaction};
@@ -31,8 +32,6 @@ use tokio::task::JoinHandle;
 /// instances starting together apply each migration once and wait for each other.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-const KEY_COLUMNS: &str = "id, site_id, name, description, permission, scopes, status, prefix, hash, \
-     created_at, created_by, updated_at, last_used_at, expires_at";
 const EVENT_COLUMNS: &str = "id, at, actor_key_id, actor_prefix, action, target_key_id, site_id, source_ip, changes";
 
 /// Per instance. Several instances share the server's `max_connections`, so stay modest.
@@ -243,6 +242,12 @@ fn key_from_row(row: PgRow) -> StoreResult<KeyRecord> {
         updated_at: row.get("updated_at"),
         last_used_at: row.get("last_used_at"),
         expires_at: row.get("expires_at"),
+        options: row.get("options"),
+        owner_id: row.get("owner_id"),
+        credits_remaining: row.get("credits_remaining"),
+        credits_refill_interval: row.get("credits_refill_interval"),
+        credits_refill_amount: row.get("credits_refill_amount"),
+        credits_refilled_at: row.get("credits_refilled_at"),
     }
     .into_record()
 }
@@ -299,6 +304,12 @@ async fn insert_keys(tx: &mut Transaction<'_, Postgres>, keys: &[KeyRecord]) -> 
         let mut updated_ats = Vec::with_capacity(chunk.len());
         let mut last_used_ats = Vec::with_capacity(chunk.len());
         let mut expires_ats = Vec::with_capacity(chunk.len());
+        let mut options = Vec::with_capacity(chunk.len());
+        let mut owner_ids = Vec::with_capacity(chunk.len());
+        let mut credits_remaining = Vec::with_capacity(chunk.len());
+        let mut credits_intervals = Vec::with_capacity(chunk.len());
+        let mut credits_amounts = Vec::with_capacity(chunk.len());
+        let mut credits_refilled = Vec::with_capacity(chunk.len());
         for key in chunk {
             let row = KeyRow::from_record(key);
             ids.push(row.id);
@@ -315,12 +326,19 @@ async fn insert_keys(tx: &mut Transaction<'_, Postgres>, keys: &[KeyRecord]) -> 
             updated_ats.push(row.updated_at);
             last_used_ats.push(row.last_used_at);
             expires_ats.push(row.expires_at);
+            options.push(row.options);
+            owner_ids.push(row.owner_id);
+            credits_remaining.push(row.credits_remaining);
+            credits_intervals.push(row.credits_refill_interval);
+            credits_amounts.push(row.credits_refill_amount);
+            credits_refilled.push(row.credits_refilled_at);
         }
         sqlx::query(&format!(
             "INSERT INTO keys ({KEY_COLUMNS})
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                                   $6::text[], $7::text[], $8::text[], $9::bytea[], $10::int8[],
-                                  $11::text[], $12::int8[], $13::int8[], $14::int8[])"
+                                  $11::text[], $12::int8[], $13::int8[], $14::int8[], $15::text[],
+                                  $16::text[], $17::int8[], $18::text[], $19::int8[], $20::int8[])"
         ))
         .bind(ids)
         .bind(site_ids)
@@ -336,6 +354,12 @@ async fn insert_keys(tx: &mut Transaction<'_, Postgres>, keys: &[KeyRecord]) -> 
         .bind(updated_ats)
         .bind(last_used_ats)
         .bind(expires_ats)
+        .bind(options)
+        .bind(owner_ids)
+        .bind(credits_remaining)
+        .bind(credits_intervals)
+        .bind(credits_amounts)
+        .bind(credits_refilled)
         .execute(&mut **tx)
         .await
         .map_err(key_insert_error)?;
@@ -391,7 +415,7 @@ async fn insert_key(tx: &mut Transaction<'_, Postgres>, key: &KeyRecord) -> Stor
     let row = KeyRow::from_record(key);
     sqlx::query(&format!(
         "INSERT INTO keys ({KEY_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     ))
     .bind(row.id)
     .bind(row.site_id)
@@ -407,6 +431,12 @@ async fn insert_key(tx: &mut Transaction<'_, Postgres>, key: &KeyRecord) -> Stor
     .bind(row.updated_at)
     .bind(row.last_used_at)
     .bind(row.expires_at)
+    .bind(row.options)
+    .bind(row.owner_id)
+    .bind(row.credits_remaining)
+    .bind(row.credits_refill_interval)
+    .bind(row.credits_refill_amount)
+    .bind(row.credits_refilled_at)
     .execute(&mut **tx)
     .await
     .map_err(key_insert_error)?;
@@ -478,6 +508,63 @@ fn page_limit(page: &Page) -> i64 {
 }
 
 /// Appends `AND <column> <op> $n` for a filter that is set; nothing otherwise.
+/// Replaces the mutable fields of `before` with those of `after` if the row still has
+/// `before`'s version (compare-and-swap), keeping the no-lockout rule; returns the key's
+/// hash for the notification. Credits are written only when the change is about them,
+/// so a concurrent spend is never undone.
+async fn replace_key(
+    tx: &mut Transaction<'_, Postgres>,
+    before: &KeyRecord,
+    after: &Audited<'_, KeyRecord>,
+) -> StoreResult<KeyHash> {
+    let at = after.event.at;
+    // `before` is the stored version whenever the compare-and-swap below succeeds, so
+    // deciding on it is deciding on the row that gets replaced.
+    if before.is_usable_master_at(at) && !after.value.is_usable_master_at(at) && must_keep_a_master(after.event) {
+        lock_masters(tx).await?;
+        ensure_other_master(tx, &before.id, at).await?;
+    }
+    let row = KeyRow::from_record(after.value);
+    let updated: Option<Vec<u8>> = sqlx::query_scalar(
+        "UPDATE keys SET name = $1, description = $2, permission = $3, scopes = $4,
+                status = $5, expires_at = $6, updated_at = $7, options = $8, owner_id = $9
+          WHERE id = $10 AND updated_at = $11
+      RETURNING hash",
+    )
+    .bind(row.name)
+    .bind(row.description)
+    .bind(row.permission)
+    .bind(row.scopes)
+    .bind(row.status)
+    .bind(row.expires_at)
+    .bind(row.updated_at)
+    .bind(row.options)
+    .bind(row.owner_id)
+    .bind(before.id.as_str())
+    .bind(millis(before.updated_at))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    let Some(hash) = updated else {
+        return Err(missing_or_changed(tx, &before.id).await);
+    };
+    if before.options.credits != after.value.options.credits {
+        sqlx::query(
+            "UPDATE keys SET credits_remaining = $1, credits_refill_interval = $2, credits_refill_amount = $3,
+                    credits_refilled_at = $4 WHERE id = $5",
+        )
+        .bind(row.credits_remaining)
+        .bind(row.credits_refill_interval)
+        .bind(row.credits_refill_amount)
+        .bind(row.credits_refilled_at)
+        .bind(before.id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    }
+    KeyHash::from_slice(&hash).ok_or_else(|| StoreError::Unavailable("stored data is not valid: hash".into()))
+}
+
 fn push_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, column: &str, op: &str, value: Option<&'a str>) {
     if let Some(value) = value {
         query.push(format_args!(" AND {column} {op} ")).push_bind(value);
@@ -594,45 +681,75 @@ impl Store for PostgresStore {
         let mut query = QueryBuilder::new(format!("SELECT {KEY_COLUMNS} FROM keys WHERE TRUE"));
         push_filter(&mut query, "site_id", "=", filter.site.as_ref().map(SiteId::as_str));
         push_filter(&mut query, "id", "<", page.after.as_deref());
+        push_filter(&mut query, "owner_id", "=", filter.owner_id.as_deref());
+        if let Some(since) = filter.unused_since {
+            query.push(" AND COALESCE(last_used_at, created_at) < ").push_bind(millis(since));
+        }
         query.push(" ORDER BY id DESC LIMIT ").push_bind(page_limit(page));
         query.build().fetch_all(&self.pool).await.map_err(db_error)?.into_iter().map(key_from_row).collect()
     }
 
     async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()> {
-        let row = KeyRow::from_record(after.value);
         let mut tx = self.begin().await?;
-        // `before` is the stored version whenever the compare-and-swap below succeeds, so
-        // deciding on it is deciding on the row that gets replaced.
-        if before.is_usable_master_at(after.event.at) && !after.value.is_usable_master_at(after.event.at) {
-            lock_masters(&mut tx).await?;
-            ensure_other_master(&mut tx, &before.id, after.event.at).await?;
-        }
-        let updated: Option<Vec<u8>> = sqlx::query_scalar(
-            "UPDATE keys SET name = $1, description = $2, permission = $3, scopes = $4,
-                    status = $5, expires_at = $6, updated_at = $7
-              WHERE id = $8 AND updated_at = $9
-          RETURNING hash",
-        )
-        .bind(row.name)
-        .bind(row.description)
-        .bind(row.permission)
-        .bind(row.scopes)
-        .bind(row.status)
-        .bind(row.expires_at)
-        .bind(row.updated_at)
-        .bind(before.id.as_str())
-        .bind(millis(before.updated_at))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let Some(hash) = updated else {
-            return Err(missing_or_changed(&mut tx, &before.id).await);
-        };
-        let hash = KeyHash::from_slice(&hash)
-            .ok_or_else(|| StoreError::Unavailable("stored data is not valid: hash".into()))?;
+        let hash = replace_key(&mut tx, before, &after).await?;
         self.notify(&mut tx, &[hash]).await?;
         insert_event(&mut tx, after.event).await?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn rotate_key(
+        &self,
+        old: &KeyRecord,
+        old_after: Audited<'_, KeyRecord>,
+        new: Audited<'_, KeyRecord>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let hash = replace_key(&mut tx, old, &old_after).await?;
+        insert_keys(&mut tx, std::slice::from_ref(new.value)).await?;
+        self.notify(&mut tx, &[hash]).await?;
+        insert_event(&mut tx, old_after.event).await?;
+        insert_event(&mut tx, new.event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn spend_credits(&self, key: &KeyId, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditSpend> {
+        let mut tx = self.begin().await?;
+        // FOR UPDATE: concurrent spends from any instance queue on the row, so the balance
+        // is read and written as one step and never goes below zero.
+        let row = sqlx::query(
+            "SELECT credits_remaining, credits_refill_interval, credits_refill_amount, credits_refilled_at
+               FROM keys WHERE id = $1 FOR UPDATE",
+        )
+        .bind(key.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let credits = match row {
+            Some(row) => CreditColumns {
+                remaining: row.get("credits_remaining"),
+                refill_interval: row.get("credits_refill_interval"),
+                refill_amount: row.get("credits_refill_amount"),
+                refilled_at: row.get("credits_refilled_at"),
+            }
+            .into_credits()?,
+            None => None,
+        };
+        let Some(credits) = credits else {
+            return Ok(CreditSpend::NotLimited);
+        };
+        let Some(after) = credits.spend(cost, now) else {
+            return Ok(CreditSpend::Exhausted);
+        };
+        let columns = CreditColumns::of(Some(&after));
+        sqlx::query("UPDATE keys SET credits_remaining = $1, credits_refilled_at = $2 WHERE id = $3")
+            .bind(columns.remaining)
+            .bind(columns.refilled_at)
+            .bind(key.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(CreditSpend::Spent { remaining: after.remaining })
     }
 
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {
@@ -653,7 +770,7 @@ impl Store for PostgresStore {
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)
             .and_then(key_from_row)?;
-        if master && deleted.is_usable_master_at(key.event.at) {
+        if master && deleted.is_usable_master_at(key.event.at) && must_keep_a_master(key.event) {
             // Dropping `tx` on error rolls the deletion back.
             ensure_other_master(&mut tx, &deleted.id, key.event.at).await?;
         }

@@ -21,6 +21,7 @@ pub enum ErrorCode {
     InvalidApiKey,
     KeyBlocked,
     KeyExpired,
+    IpNotAllowed,
     InsufficientPermission,
     MissingScope,
     WrongSite,
@@ -28,6 +29,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     Conflict,
     RateLimited,
+    UsageExceeded,
     Internal,
     Unavailable,
 }
@@ -47,6 +49,7 @@ impl ErrorCode {
             InvalidApiKey => ("invalid_api_key", StatusCode::UNAUTHORIZED),
             KeyBlocked => ("key_blocked", StatusCode::UNAUTHORIZED),
             KeyExpired => ("key_expired", StatusCode::UNAUTHORIZED),
+            IpNotAllowed => ("ip_not_allowed", StatusCode::UNAUTHORIZED),
             InsufficientPermission => ("insufficient_permission", StatusCode::FORBIDDEN),
             MissingScope => ("missing_scope", StatusCode::FORBIDDEN),
             WrongSite => ("wrong_site", StatusCode::FORBIDDEN),
@@ -54,6 +57,7 @@ impl ErrorCode {
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             Conflict => ("conflict", StatusCode::CONFLICT),
             RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+            UsageExceeded => ("usage_exceeded", StatusCode::TOO_MANY_REQUESTS),
             Internal => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
             Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
         }

@@ -103,13 +103,18 @@ impl FromRequestParts<AppState> for Authenticated {
                 return Err(refusal_error(reason));
             }
         };
+        let ip = client_ip(parts, state);
+        if !key.allows_ip(ip) {
+            state.verifier.count_request(&key, false);
+            return Err(ApiError::new(ErrorCode::IpNotAllowed, "this key may not be used from this address"));
+        }
         state.verifier.count_request(&key, true);
         let caller = Caller { permission: key.permission, site_id: key.site_id() };
         let actor = Actor {
             key_id: Some(key.id()),
             // The presented key passed its checksum, so it has more than 12 ASCII characters.
             key_prefix: Some(presented[..DISPLAY_PREFIX_CHARS].to_owned()),
-            source_ip: client_ip(parts, state).map(|ip| ip.to_string()),
+            source_ip: ip.map(|ip| ip.to_string()),
         };
         Ok(Authenticated { key, caller, actor })
     }

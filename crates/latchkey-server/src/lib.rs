@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod management;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod throttle;
@@ -52,7 +53,7 @@ impl utoipa::Modify for ApiKeySecurity {
 
 /// Every route with its OpenAPI description: registering a route here is what documents it.
 fn api_routes() -> OpenApiRouter<AppState> {
-    use routes::{audit, keys, sites, verify};
+    use routes::{audit, keys, leaks, sites, verify};
     OpenApiRouter::new()
         .routes(routes!(sites::list_sites, sites::create_site))
         .routes(routes!(sites::get_site, sites::update_site, sites::delete_site))
@@ -61,6 +62,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::block_key))
         .routes(routes!(keys::unblock_key))
         .routes(routes!(keys::key_usage))
+        .routes(routes!(keys::rotate_key))
+        .routes(routes!(leaks::report_leak))
         .routes(routes!(keys::whoami))
         .routes(routes!(audit::list_audit))
         .routes(routes!(verify::verify_key))
@@ -127,6 +130,7 @@ async fn flush_last_used_periodically(state: AppState, mut stopped: tokio::sync:
         }
         state.throttle.prune(state.clock.now().timestamp());
         state.sessions.prune();
+        state.key_rate_limiter.prune(state.clock.now().timestamp());
         if let Err(error) = state.verifier.flush_last_used().await {
             tracing::warn!(%error, "could not write last-used times; will retry");
         }

@@ -8,8 +8,8 @@ use crate::extract::Authenticated;
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
 use latchkey_core::{
-    Actor, AuditAction, AuditChange, AuditEvent, Description, KeyId, KeyName, KeyRecord, Permission, Scopes, SecretKey,
-    Site, SiteId, SiteName, Status,
+    Actor, AuditAction, AuditChange, AuditEvent, Description, KeyId, KeyName, KeyOptions, KeyRecord, Permission,
+    Scopes, SecretKey, Site, SiteId, SiteName, Status,
 };
 use latchkey_store::{next_version, truncate_to_millis, Audited};
 
@@ -21,6 +21,7 @@ pub struct NewKey {
     pub scopes: Scopes,
     pub site_id: Option<SiteId>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub options: KeyOptions,
 }
 
 impl AppState {
@@ -44,6 +45,7 @@ impl AppState {
             updated_at: now,
             last_used_at: None,
             expires_at: spec.expires_at.map(truncate_to_millis),
+            options: spec.options,
         };
         let event = AuditEvent::new(actor, AuditAction::KeyCreated, now)
             .for_key(&record)
@@ -158,7 +160,84 @@ impl AppState {
             scopes: Scopes::default(),
             site_id: None,
             expires_at: None,
+            options: KeyOptions::default(),
         };
         Ok(self.issue_key(&Actor::system(), spec).await?.1)
+    }
+}
+
+impl AppState {
+    /// Rotation: a new key with the old one's site, name, level, scopes, description and
+    /// settings, linked both ways; the old key expires after `grace` (or at once).
+    pub async fn rotate_key(
+        &self,
+        auth: &Authenticated,
+        id: &str,
+        grace: chrono::Duration,
+    ) -> Result<(KeyRecord, SecretKey), ApiError> {
+        let old = self.managed_key(auth, id).await?;
+        if old.status == Status::Blocked {
+            return Err(ApiError::new(
+                crate::error::ErrorCode::Conflict,
+                "a blocked key cannot be rotated; unblock it first or create a new key",
+            ));
+        }
+        let now = truncate_to_millis(self.clock.now());
+        let secret = self.config.key_format.generate();
+        let mut options = old.options.clone();
+        options.rotated_from = Some(old.id.clone());
+        options.rotated_to = None;
+        let new = KeyRecord {
+            id: KeyId::generate(),
+            prefix: secret.display_prefix(),
+            hash: secret.hash(),
+            created_at: now,
+            created_by: auth.actor.key_id.clone(),
+            updated_at: now,
+            last_used_at: None,
+            expires_at: None,
+            options,
+            ..old.clone()
+        };
+        let mut old_after = old.clone();
+        old_after.options.rotated_to = Some(new.id.clone());
+        let grace_ends = now + grace;
+        old_after.expires_at = Some(old.expires_at.map_or(grace_ends, |expiry| expiry.min(grace_ends)));
+        old_after.updated_at = next_version(old.updated_at, now);
+        let rotated = AuditEvent::new(&auth.actor, AuditAction::KeyRotated, now)
+            .for_key(&old)
+            .with_changes(AuditChange::between(&old, &old_after));
+        let created = AuditEvent::new(&auth.actor, AuditAction::KeyCreated, now)
+            .for_key(&new)
+            .with_changes(AuditChange::created(&new));
+        self.store
+            .rotate_key(&old, Audited { value: &old_after, event: &rotated }, Audited { value: &new, event: &created })
+            .await?;
+        self.verifier.forget(&old.hash);
+        Ok((new, secret))
+    }
+
+    /// Blocks a key reported as leaked, if it exists and is not blocked already, and
+    /// records where the report came from. Never says which reported keys matched.
+    pub async fn block_leaked_key(&self, presented: &str, source: &str, reporter: &Actor) -> Result<(), ApiError> {
+        let Ok(parsed) = latchkey_core::ParsedKey::parse(presented) else {
+            return Ok(());
+        };
+        let Some(key) = self.store.find_key_by_hash(&parsed.hash()).await? else {
+            return Ok(());
+        };
+        if key.status == Status::Blocked {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let after = KeyRecord { status: Status::Blocked, updated_at: next_version(key.updated_at, now), ..key.clone() };
+        let mut changes = AuditChange::between(&key, &after);
+        changes.push(AuditChange { field: "source".into(), before: None, after: Some(source.to_owned()) });
+        let event = AuditEvent::new(reporter, AuditAction::KeyReportedLeaked, truncate_to_millis(now))
+            .for_key(&key)
+            .with_changes(changes);
+        self.store.update_key(&key, Audited { value: &after, event: &event }).await?;
+        self.verifier.forget(&key.hash);
+        Ok(())
     }
 }

@@ -3,7 +3,8 @@
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::dashboard::sessions::SessionStore;
-use crate::throttle::FailureThrottle;
+use crate::ratelimit::KeyRateLimiter;
+use crate::throttle::{FailureThrottle, ThrottleConfig};
 use crate::verification::Verifier;
 use latchkey_store::SharedStore;
 use std::sync::Arc;
@@ -16,6 +17,9 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub throttle: Arc<FailureThrottle>,
     pub sessions: Arc<SessionStore>,
+    pub key_rate_limiter: Arc<KeyRateLimiter>,
+    /// Limits reports to `POST /leaks`, which needs no key, per client address.
+    pub leak_report_throttle: Arc<FailureThrottle>,
 }
 
 impl AppState {
@@ -28,6 +32,17 @@ impl AppState {
         ));
         let throttle = Arc::new(FailureThrottle::new(config.failure_throttle));
         let sessions = Arc::new(SessionStore::new(config.session_idle_timeout));
-        Self { store, verifier, clock, config: Arc::new(config), throttle, sessions }
+        let leak_report_throttle =
+            Arc::new(FailureThrottle::new(ThrottleConfig { max_failures: 10, window_seconds: 60 }));
+        Self {
+            store,
+            verifier,
+            clock,
+            config: Arc::new(config),
+            throttle,
+            sessions,
+            key_rate_limiter: Arc::default(),
+            leak_report_throttle,
+        }
     }
 }

@@ -14,7 +14,9 @@
 //!   second changes is the key queued for the next batched flush. No write per request.
 
 use chrono::{DateTime, Utc};
-use latchkey_core::{KeyHash, KeyId, KeyRecord, KeyState, ParsedKey, Permission, Scopes, SiteId, Status, Ulid};
+use latchkey_core::{
+    IpNetwork, KeyHash, KeyId, KeyRecord, KeyState, ParsedKey, Permission, RateLimit, Scopes, SiteId, Status, Ulid,
+};
 use latchkey_store::{SharedStore, StoreError, UsageCount};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -46,6 +48,13 @@ pub struct VerifiedKey {
     expires_at_ms: Option<i64>,
     pub name: Box<str>,
     pub scopes: Scopes,
+    pub owner_id: Option<Box<str>>,
+    /// A JSON object, as text.
+    pub metadata: Option<Box<str>>,
+    pub ip_allowlist: Box<[IpNetwork]>,
+    pub ratelimit: Option<RateLimit>,
+    /// Whether verifications spend credits (the balance itself lives in the store).
+    pub has_credits: bool,
     /// Seconds since the verifier started, when this entry was read from the store.
     loaded_at: u32,
     /// The last second (Unix) in which this key was recorded as used.
@@ -66,6 +75,11 @@ impl VerifiedKey {
             expires_at_ms: record.expires_at.map(|at| at.timestamp_millis()),
             name: record.name.as_str().into(),
             scopes: record.scopes.clone(),
+            owner_id: record.options.owner_id.as_ref().map(|o| o.as_str().into()),
+            metadata: record.options.metadata.as_ref().map(|m| m.as_str().into()),
+            ip_allowlist: record.options.ip_allowlist.clone().into_boxed_slice(),
+            ratelimit: record.options.ratelimit,
+            has_credits: record.options.credits.is_some(),
             loaded_at,
             last_used_second: AtomicU32::new(0),
             pending_allowed: AtomicU32::new(0),
@@ -82,8 +96,17 @@ impl VerifiedKey {
         self.site.map(SiteId::from_ulid)
     }
 
+    pub fn ulid(&self) -> Ulid {
+        self.id
+    }
+
     pub fn site_ulid(&self) -> Option<Ulid> {
         self.site
+    }
+
+    /// No allowlist: usable from anywhere; otherwise only from a listed network.
+    pub fn allows_ip(&self, ip: Option<std::net::IpAddr>) -> bool {
+        latchkey_core::options::allows_ip(&self.ip_allowlist, ip)
     }
 
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {

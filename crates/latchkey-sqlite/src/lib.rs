@@ -9,8 +9,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
-use latchkey_store::rows::{millis, AuditRow, KeyRow, SiteRow};
-use latchkey_store::{AuditFilter, Audited, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult, UsageCount};
+use latchkey_store::rows::{millis, AuditRow, CreditColumns, KeyRow, SiteRow, KEY_COLUMNS};
+use latchkey_store::{
+    must_keep_a_master, AuditFilter, Audited, CreditSpend, ImportBatch, KeyFilter, Page, Store, StoreError,
+    StoreResult, UsageCount,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -24,9 +27,6 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
 }
-
-const KEY_COLUMNS: &str = "id, site_id, name, description, permission, scopes, status, prefix, hash, \
-                           created_at, created_by, updated_at, last_used_at, expires_at";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at a file path or `sqlite://` URL and
@@ -92,6 +92,12 @@ fn key_from_row(row: SqliteRow) -> StoreResult<KeyRecord> {
         updated_at: row.get("updated_at"),
         last_used_at: row.get("last_used_at"),
         expires_at: row.get("expires_at"),
+        options: row.get("options"),
+        owner_id: row.get("owner_id"),
+        credits_remaining: row.get("credits_remaining"),
+        credits_refill_interval: row.get("credits_refill_interval"),
+        credits_refill_amount: row.get("credits_refill_amount"),
+        credits_refilled_at: row.get("credits_refilled_at"),
     }
     .into_record()
 }
@@ -113,27 +119,35 @@ fn event_from_row(row: SqliteRow) -> StoreResult<AuditEvent> {
 
 async fn insert_key(tx: &mut Transaction<'_, Sqlite>, key: &KeyRecord) -> StoreResult<()> {
     let row = KeyRow::from_record(key);
-    sqlx::query(&format!("INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
-        .bind(row.id)
-        .bind(row.site_id)
-        .bind(row.name)
-        .bind(row.description)
-        .bind(row.permission)
-        .bind(row.scopes)
-        .bind(row.status)
-        .bind(row.prefix)
-        .bind(row.hash)
-        .bind(row.created_at)
-        .bind(row.created_by)
-        .bind(row.updated_at)
-        .bind(row.last_used_at)
-        .bind(row.expires_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(|error| match &error {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
-            _ => db_error(error),
-        })?;
+    sqlx::query(&format!(
+        "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(row.id)
+    .bind(row.site_id)
+    .bind(row.name)
+    .bind(row.description)
+    .bind(row.permission)
+    .bind(row.scopes)
+    .bind(row.status)
+    .bind(row.prefix)
+    .bind(row.hash)
+    .bind(row.created_at)
+    .bind(row.created_by)
+    .bind(row.updated_at)
+    .bind(row.last_used_at)
+    .bind(row.expires_at)
+    .bind(row.options)
+    .bind(row.owner_id)
+    .bind(row.credits_remaining)
+    .bind(row.credits_refill_interval)
+    .bind(row.credits_refill_amount)
+    .bind(row.credits_refilled_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        _ => db_error(error),
+    })?;
     Ok(())
 }
 
@@ -187,6 +201,58 @@ async fn ensure_other_master(tx: &mut Transaction<'_, Sqlite>, key: &KeyId, now:
     } else {
         Ok(())
     }
+}
+
+/// Replaces the mutable fields of `before` with those of `after` if the row still has
+/// `before`'s version (compare-and-swap), keeping the no-lockout rule. Credits are only
+/// written when the change is about them, so a concurrent spend is never undone.
+async fn replace_key(
+    tx: &mut Transaction<'_, Sqlite>,
+    before: &KeyRecord,
+    after: &Audited<'_, KeyRecord>,
+) -> StoreResult<()> {
+    let at = after.event.at;
+    if before.is_usable_master_at(at) && !after.value.is_usable_master_at(at) && must_keep_a_master(after.event) {
+        ensure_other_master(tx, &before.id, at).await?;
+    }
+    let row = KeyRow::from_record(after.value);
+    let updated = sqlx::query(
+        "UPDATE keys SET name = ?, description = ?, permission = ?, scopes = ?, status = ?,
+                expires_at = ?, updated_at = ?, options = ?, owner_id = ?
+          WHERE id = ? AND updated_at = ?",
+    )
+    .bind(row.name)
+    .bind(row.description)
+    .bind(row.permission)
+    .bind(row.scopes)
+    .bind(row.status)
+    .bind(row.expires_at)
+    .bind(row.updated_at)
+    .bind(row.options)
+    .bind(row.owner_id)
+    .bind(before.id.as_str())
+    .bind(millis(before.updated_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    if updated.rows_affected() == 0 {
+        return Err(missing_or_changed(tx, &before.id).await);
+    }
+    if before.options.credits != after.value.options.credits {
+        sqlx::query(
+            "UPDATE keys SET credits_remaining = ?, credits_refill_interval = ?, credits_refill_amount = ?,
+                    credits_refilled_at = ? WHERE id = ?",
+        )
+        .bind(row.credits_remaining)
+        .bind(row.credits_refill_interval)
+        .bind(row.credits_refill_amount)
+        .bind(row.credits_refilled_at)
+        .bind(before.id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 fn page_limit(page: &Page) -> i64 {
@@ -311,15 +377,17 @@ impl Store for SqliteStore {
 
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>> {
         let site = filter.site.as_ref().map(SiteId::as_str);
+        let unused_since = filter.unused_since.map(millis);
         sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM keys
-              WHERE (? IS NULL OR site_id = ?) AND (? IS NULL OR id < ?)
-              ORDER BY id DESC LIMIT ?"
+              WHERE (?1 IS NULL OR site_id = ?1) AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR owner_id = ?3)
+                AND (?4 IS NULL OR COALESCE(last_used_at, created_at) < ?4)
+              ORDER BY id DESC LIMIT ?5"
         ))
         .bind(site)
-        .bind(site)
         .bind(page.after.as_deref())
-        .bind(page.after.as_deref())
+        .bind(filter.owner_id.as_deref())
+        .bind(unused_since)
         .bind(page_limit(page))
         .fetch_all(&self.readers)
         .await
@@ -330,38 +398,68 @@ impl Store for SqliteStore {
     }
 
     async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()> {
-        let row = KeyRow::from_record(after.value);
         let mut tx = self.begin().await?;
-        if before.is_usable_master_at(after.event.at) && !after.value.is_usable_master_at(after.event.at) {
-            ensure_other_master(&mut tx, &before.id, after.event.at).await?;
-        }
-        let updated = sqlx::query(
-            "UPDATE keys SET name = ?, description = ?, permission = ?, scopes = ?, status = ?,
-                    expires_at = ?, updated_at = ?
-              WHERE id = ? AND updated_at = ?",
-        )
-        .bind(row.name)
-        .bind(row.description)
-        .bind(row.permission)
-        .bind(row.scopes)
-        .bind(row.status)
-        .bind(row.expires_at)
-        .bind(row.updated_at)
-        .bind(before.id.as_str())
-        .bind(millis(before.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if updated.rows_affected() == 0 {
-            return Err(self.missing_or_changed(&mut tx, &before.id).await);
-        }
+        replace_key(&mut tx, before, &after).await?;
         insert_event(&mut tx, after.event).await?;
         tx.commit().await.map_err(db_error)
     }
 
+    async fn rotate_key(
+        &self,
+        old: &KeyRecord,
+        old_after: Audited<'_, KeyRecord>,
+        new: Audited<'_, KeyRecord>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        replace_key(&mut tx, old, &old_after).await?;
+        insert_key(&mut tx, new.value).await?;
+        insert_event(&mut tx, old_after.event).await?;
+        insert_event(&mut tx, new.event).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn spend_credits(&self, key: &KeyId, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditSpend> {
+        // The single writer connection serialises spends, so read-then-write is exact.
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT credits_remaining, credits_refill_interval, credits_refill_amount, credits_refilled_at
+               FROM keys WHERE id = ?",
+        )
+        .bind(key.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let credits = match row {
+            Some(row) => CreditColumns {
+                remaining: row.get("credits_remaining"),
+                refill_interval: row.get("credits_refill_interval"),
+                refill_amount: row.get("credits_refill_amount"),
+                refilled_at: row.get("credits_refilled_at"),
+            }
+            .into_credits()?,
+            None => None,
+        };
+        let Some(credits) = credits else {
+            return Ok(CreditSpend::NotLimited);
+        };
+        let Some(after) = credits.spend(cost, now) else {
+            return Ok(CreditSpend::Exhausted);
+        };
+        let columns = CreditColumns::of(Some(&after));
+        sqlx::query("UPDATE keys SET credits_remaining = ?, credits_refilled_at = ? WHERE id = ?")
+            .bind(columns.remaining)
+            .bind(columns.refilled_at)
+            .bind(key.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(CreditSpend::Spent { remaining: after.remaining })
+    }
+
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        if key.value.is_usable_master_at(key.event.at) {
+        if key.value.is_usable_master_at(key.event.at) && must_keep_a_master(key.event) {
             ensure_other_master(&mut tx, &key.value.id, key.event.at).await?;
         }
         let deleted = sqlx::query("DELETE FROM keys WHERE id = ?")
@@ -466,15 +564,13 @@ impl Store for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    async fn missing_or_changed(&self, tx: &mut Transaction<'_, Sqlite>, id: &KeyId) -> StoreError {
-        let exists: Result<Option<i64>, _> =
-            sqlx::query_scalar("SELECT 1 FROM keys WHERE id = ?").bind(id.as_str()).fetch_optional(&mut **tx).await;
-        match exists {
-            Ok(Some(_)) => StoreError::Conflict("the key changed while this request was processed; retry".into()),
-            Ok(None) => StoreError::NotFound,
-            Err(error) => db_error(error),
-        }
+async fn missing_or_changed(tx: &mut Transaction<'_, Sqlite>, id: &KeyId) -> StoreError {
+    let exists: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT 1 FROM keys WHERE id = ?").bind(id.as_str()).fetch_optional(&mut **tx).await;
+    match exists {
+        Ok(Some(_)) => StoreError::Conflict("the key changed while this request was processed; retry".into()),
+        Ok(None) => StoreError::NotFound,
+        Err(error) => db_error(error),
     }
 }
 

@@ -6,8 +6,8 @@ use crate::{
 };
 use chrono::{Duration, Utc};
 use latchkey_core::{
-    Actor, AuditAction, AuditChange, AuditEvent, KeyFormat, KeyId, KeyName, KeyRecord, Permission, Scopes, Site,
-    SiteId, SiteName, Status,
+    Actor, AuditAction, AuditChange, AuditEvent, Credits, KeyFormat, KeyId, KeyName, KeyOptions, KeyRecord, OwnerId,
+    Permission, RateLimit, Refill, RefillInterval, Scopes, Site, SiteId, SiteName, Status,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +34,10 @@ checks!(
     thirty_two_concurrent_creators_all_succeed,
     an_import_keeps_ids_hashes_and_times,
     usage_counts_add_up_per_key_and_day,
+    key_options_round_trip_and_owner_and_stale_filters_work,
+    credits_are_spent_exactly_under_concurrency_and_refilled,
+    a_rotation_links_both_keys_in_one_transaction,
+    a_leaked_last_master_key_can_still_be_blocked,
 );
 
 fn event(action: AuditAction) -> AuditEvent {
@@ -62,6 +66,7 @@ pub fn new_key(permission: Permission, site: Option<&SiteId>) -> KeyRecord {
         updated_at: now,
         last_used_at: None,
         expires_at: None,
+        options: KeyOptions::default(),
     }
 }
 
@@ -107,7 +112,7 @@ async fn keys_list_newest_first_with_a_cursor_and_by_site(store: SharedStore) {
     store_key(&store, Permission::Read, Some(&other.id)).await;
     let master = store_key(&store, Permission::Master, None).await;
     ids.reverse();
-    let filter = KeyFilter { site: Some(site.id.clone()) };
+    let filter = KeyFilter { site: Some(site.id.clone()), ..Default::default() };
     let first = store.list_keys(&filter, &Page { after: None, limit: 3 }).await.unwrap();
     assert_eq!(first.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), ids[..3]);
     let rest = store.list_keys(&filter, &Page { after: Some(ids[2].to_string()), limit: 3 }).await.unwrap();
@@ -201,7 +206,10 @@ async fn thirty_two_concurrent_creators_all_succeed(store: SharedStore) {
     for task in tasks {
         task.await.expect("a creator failed");
     }
-    let listed = store.list_keys(&KeyFilter { site: Some(site.id) }, &Page { after: None, limit: 100 }).await.unwrap();
+    let listed = store
+        .list_keys(&KeyFilter { site: Some(site.id), ..Default::default() }, &Page { after: None, limit: 100 })
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 32);
 }
 
@@ -234,4 +242,105 @@ async fn usage_counts_add_up_per_key_and_day(store: SharedStore) {
     rows.sort_by_key(|row| row.day);
     assert_eq!(rows, [count(&key, 100, 5, 3), count(&key, 101, 1, 0)]);
     assert_eq!(store.usage(&[key.id.clone(), other.id.clone()], 101).await.unwrap().len(), 1);
+}
+
+async fn key_options_round_trip_and_owner_and_stale_filters_work(store: SharedStore) {
+    let site = store_site(&store, "options").await;
+    let mut key = new_key(Permission::Read, Some(&site.id));
+    key.options = KeyOptions {
+        owner_id: Some(OwnerId::parse("customer-42").unwrap()),
+        metadata: Some(latchkey_core::Metadata::parse(r#"{"plan":"pro"}"#).unwrap()),
+        ip_allowlist: latchkey_core::options::parse_allowlist(&["10.0.0.0/8", "::1/128"]).unwrap(),
+        ratelimit: Some(RateLimit::new(100, 60).unwrap()),
+        credits: Some(Credits {
+            remaining: 7,
+            refill: Some(Refill { interval: RefillInterval::Monthly, amount: 10 }),
+            refilled_at: None,
+        }),
+        rotated_from: Some(KeyId::generate()),
+        rotated_to: None,
+    };
+    key.created_at = truncate_to_millis(Utc::now() - Duration::days(40));
+    store.create_key(Audited { value: &key, event: &event(AuditAction::KeyCreated) }).await.unwrap();
+    assert_eq!(store.get_key(&key.id).await.unwrap(), Some(key.clone()));
+    let fresh = store_key(&store, Permission::Read, Some(&site.id)).await;
+    let page = Page { after: None, limit: 10 };
+    let owned = KeyFilter { owner_id: Some("customer-42".into()), ..Default::default() };
+    assert_eq!(store.list_keys(&owned, &page).await.unwrap(), [key.clone()]);
+    let stale = KeyFilter { unused_since: Some(Utc::now() - Duration::days(30)), ..Default::default() };
+    let ids: Vec<_> = store.list_keys(&stale, &page).await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(ids, [key.id.clone()], "the fresh key {} is not stale", fresh.id);
+    store.record_last_used(&[(key.id.clone(), truncate_to_millis(Utc::now()))]).await.unwrap();
+    assert!(store.list_keys(&stale, &page).await.unwrap().is_empty(), "a recent use makes it fresh");
+}
+
+async fn credits_are_spent_exactly_under_concurrency_and_refilled(store: SharedStore) {
+    use crate::CreditSpend;
+    let mut key = new_key(Permission::Master, None);
+    let now = Utc::now();
+    key.options.credits = Some(Credits { remaining: 10, refill: None, refilled_at: None });
+    store.create_key(Audited { value: &key, event: &event(AuditAction::KeyCreated) }).await.unwrap();
+    let spenders: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, id) = (store.clone(), key.id.clone());
+            tokio::spawn(async move { store.spend_credits(&id, 1, now).await.unwrap() })
+        })
+        .collect();
+    let mut spent = 0;
+    for spender in spenders {
+        if let CreditSpend::Spent { .. } = spender.await.unwrap() {
+            spent += 1;
+        }
+    }
+    assert_eq!(spent, 10, "exactly the balance is spent");
+    assert_eq!(store.spend_credits(&key.id, 1, now).await.unwrap(), CreditSpend::Exhausted);
+    let plain = store_key(&store, Permission::Master, None).await;
+    assert_eq!(store.spend_credits(&plain.id, 1, now).await.unwrap(), CreditSpend::NotLimited);
+
+    let mut daily = new_key(Permission::Master, None);
+    let refill = Refill { interval: RefillInterval::Daily, amount: 3 };
+    daily.options.credits =
+        Some(Credits { remaining: 0, refill: Some(refill), refilled_at: Some(refill.interval.period_start(now)) });
+    store.create_key(Audited { value: &daily, event: &event(AuditAction::KeyCreated) }).await.unwrap();
+    assert_eq!(store.spend_credits(&daily.id, 1, now).await.unwrap(), CreditSpend::Exhausted);
+    let tomorrow = now + Duration::days(1);
+    assert_eq!(store.spend_credits(&daily.id, 1, tomorrow).await.unwrap(), CreditSpend::Spent { remaining: 2 });
+    assert_eq!(store.get_key(&daily.id).await.unwrap().unwrap().options.credits.unwrap().remaining, 2);
+}
+
+async fn a_rotation_links_both_keys_in_one_transaction(store: SharedStore) {
+    let site = store_site(&store, "rotation").await;
+    let old = store_key(&store, Permission::Write, Some(&site.id)).await;
+    let mut new = new_key(Permission::Write, Some(&site.id));
+    new.options.rotated_from = Some(old.id.clone());
+    let mut old_after = old.clone();
+    old_after.options.rotated_to = Some(new.id.clone());
+    old_after.expires_at = Some(truncate_to_millis(Utc::now() + Duration::hours(1)));
+    old_after.updated_at = next_version(old.updated_at, Utc::now());
+    let rotated = event(AuditAction::KeyRotated).for_key(&old);
+    let created = event(AuditAction::KeyCreated).for_key(&new);
+    store
+        .rotate_key(&old, Audited { value: &old_after, event: &rotated }, Audited { value: &new, event: &created })
+        .await
+        .unwrap();
+    assert_eq!(store.get_key(&old.id).await.unwrap(), Some(old_after));
+    assert_eq!(store.get_key(&new.id).await.unwrap(), Some(new.clone()));
+    // A second rotation from the stale version fails as a whole: no new key appears.
+    let another = new_key(Permission::Write, Some(&site.id));
+    let result = store
+        .rotate_key(
+            &old,
+            Audited { value: &old, event: &event(AuditAction::KeyRotated) },
+            Audited { value: &another, event: &event(AuditAction::KeyCreated) },
+        )
+        .await;
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    assert_eq!(store.get_key(&another.id).await.unwrap(), None);
+}
+
+async fn a_leaked_last_master_key_can_still_be_blocked(store: SharedStore) {
+    let only = store_key(&store, Permission::Master, None).await;
+    let leaked = event(AuditAction::KeyReportedLeaked).for_key(&only);
+    store.update_key(&only, Audited { value: &blocked(&only), event: &leaked }).await.unwrap();
+    assert_eq!(store.get_key(&only.id).await.unwrap().unwrap().status, Status::Blocked);
 }

@@ -49,6 +49,21 @@ pub struct Page {
 pub struct KeyFilter {
     /// `None`: every key, Master keys included (a Master's view).
     pub site: Option<SiteId>,
+    /// Only keys of this owner.
+    pub owner_id: Option<String>,
+    /// Only keys not used since this time (never-used keys count from their creation).
+    pub unused_since: Option<DateTime<Utc>>,
+}
+
+/// The outcome of spending a key's usage credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreditSpend {
+    /// Spent; this many are left.
+    Spent { remaining: u64 },
+    /// The balance cannot cover the cost; nothing was spent.
+    Exhausted,
+    /// The key has no credits (unlimited) or no longer exists.
+    NotLimited,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -84,6 +99,17 @@ pub trait Store: Send + Sync + 'static {
     /// still has `before.updated_at`; otherwise `Conflict`.
     async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()>;
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
+    /// Rotation in one transaction: `old` becomes `old_after` (compare-and-swap as in
+    /// `update_key`) and `new` is created; both events are recorded.
+    async fn rotate_key(
+        &self,
+        old: &KeyRecord,
+        old_after: Audited<'_, KeyRecord>,
+        new: Audited<'_, KeyRecord>,
+    ) -> StoreResult<()>;
+    /// Atomically spends `cost` credits of a key at `now`, refilling first when a new
+    /// refill period began. Exact under concurrency: the balance never goes below zero.
+    async fn spend_credits(&self, key: &KeyId, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditSpend>;
     /// Moves `last_used_at` forward (never backwards) for a batch of keys.
     async fn record_last_used(&self, uses: &[(KeyId, DateTime<Utc>)]) -> StoreResult<()>;
 
@@ -113,6 +139,13 @@ pub struct UsageCount {
     pub day: i32,
     pub allowed: u64,
     pub refused: u64,
+}
+
+/// Whether a change must leave at least one usable Master key. Every change must, except
+/// blocking a key reported as leaked: a leaked Master key is worse than a lockout, which
+/// `latchkey bootstrap` (run on the database host) undoes.
+pub fn must_keep_a_master(event: &AuditEvent) -> bool {
+    event.action != AuditAction::KeyReportedLeaked
 }
 
 pub fn day_number(at: DateTime<Utc>) -> i32 {

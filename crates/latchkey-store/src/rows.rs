@@ -4,9 +4,10 @@
 
 use crate::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
+use latchkey_core::options::parse_allowlist;
 use latchkey_core::{
-    AuditChange, AuditEvent, Description, EventId, KeyHash, KeyId, KeyName, KeyPrefix, KeyRecord, Permission, Scopes,
-    Site, SiteId, SiteName, Status,
+    AuditChange, AuditEvent, Credits, Description, EventId, KeyHash, KeyId, KeyName, KeyOptions, KeyPrefix, KeyRecord,
+    Metadata, OwnerId, Permission, RateLimit, Refill, Scopes, Site, SiteId, SiteName, Status,
 };
 
 pub fn millis(at: DateTime<Utc>) -> i64 {
@@ -52,10 +53,74 @@ pub struct KeyRow {
     pub updated_at: i64,
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// JSON: metadata, ip_allowlist, ratelimit, rotated_from, rotated_to.
+    pub options: String,
+    pub owner_id: Option<String>,
+    pub credits_remaining: Option<i64>,
+    pub credits_refill_interval: Option<String>,
+    pub credits_refill_amount: Option<i64>,
+    pub credits_refilled_at: Option<i64>,
+}
+
+/// The columns of `keys`, in the order every backend reads and writes them.
+pub const KEY_COLUMNS: &str = "id, site_id, name, description, permission, scopes, status, prefix, hash, \
+     created_at, created_by, updated_at, last_used_at, expires_at, options, owner_id, credits_remaining, \
+     credits_refill_interval, credits_refill_amount, credits_refilled_at";
+
+/// The JSON shape of the `options` column.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct StoredOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ip_allowlist: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ratelimit: Option<(u32, u32)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_to: Option<String>,
+}
+
+/// Credits as their four columns.
+pub struct CreditColumns {
+    pub remaining: Option<i64>,
+    pub refill_interval: Option<String>,
+    pub refill_amount: Option<i64>,
+    pub refilled_at: Option<i64>,
+}
+
+impl CreditColumns {
+    pub fn of(credits: Option<&Credits>) -> Self {
+        Self {
+            remaining: credits.map(|c| c.remaining as i64),
+            refill_interval: credits.and_then(|c| c.refill).map(|r| r.interval.as_str().to_owned()),
+            refill_amount: credits.and_then(|c| c.refill).map(|r| r.amount as i64),
+            refilled_at: credits.and_then(|c| c.refilled_at).map(millis),
+        }
+    }
+
+    pub fn into_credits(self) -> StoreResult<Option<Credits>> {
+        let Some(remaining) = self.remaining else {
+            return Ok(None);
+        };
+        let refill = match (self.refill_interval, self.refill_amount) {
+            (Some(interval), Some(amount)) => {
+                Some(Refill { interval: interval.parse().map_err(corrupt)?, amount: amount.max(0) as u64 })
+            }
+            _ => None,
+        };
+        Ok(Some(Credits {
+            remaining: remaining.max(0) as u64,
+            refill,
+            refilled_at: self.refilled_at.map(from_millis).transpose()?,
+        }))
+    }
 }
 
 impl KeyRow {
     pub fn from_record(key: &KeyRecord) -> Self {
+        let credits = CreditColumns::of(key.options.credits.as_ref());
         Self {
             id: key.id.to_string(),
             site_id: key.site_id.as_ref().map(SiteId::to_string),
@@ -71,6 +136,12 @@ impl KeyRow {
             updated_at: millis(key.updated_at),
             last_used_at: key.last_used_at.map(millis),
             expires_at: key.expires_at.map(millis),
+            options: options_json(&key.options),
+            owner_id: key.options.owner_id.as_ref().map(|o| o.as_str().to_owned()),
+            credits_remaining: credits.remaining,
+            credits_refill_interval: credits.refill_interval,
+            credits_refill_amount: credits.refill_amount,
+            credits_refilled_at: credits.refilled_at,
         }
     }
 
@@ -91,8 +162,37 @@ impl KeyRow {
             updated_at: from_millis(self.updated_at)?,
             last_used_at: self.last_used_at.map(from_millis).transpose()?,
             expires_at: self.expires_at.map(from_millis).transpose()?,
+            options: {
+                let stored: StoredOptions = serde_json::from_str(&self.options).map_err(corrupt)?;
+                KeyOptions {
+                    owner_id: self.owner_id.as_deref().map(OwnerId::parse).transpose().map_err(corrupt)?,
+                    metadata: stored.metadata.as_deref().map(Metadata::parse).transpose().map_err(corrupt)?,
+                    ip_allowlist: parse_allowlist(&stored.ip_allowlist).map_err(corrupt)?,
+                    ratelimit: stored.ratelimit.map(|(limit, window)| RateLimit { limit, window_seconds: window }),
+                    credits: CreditColumns {
+                        remaining: self.credits_remaining,
+                        refill_interval: self.credits_refill_interval,
+                        refill_amount: self.credits_refill_amount,
+                        refilled_at: self.credits_refilled_at,
+                    }
+                    .into_credits()?,
+                    rotated_from: stored.rotated_from.as_deref().and_then(KeyId::parse),
+                    rotated_to: stored.rotated_to.as_deref().and_then(KeyId::parse),
+                }
+            },
         })
     }
+}
+
+fn options_json(options: &KeyOptions) -> String {
+    let stored = StoredOptions {
+        metadata: options.metadata.as_ref().map(|m| m.as_str().to_owned()),
+        ip_allowlist: options.ip_allowlist.iter().map(ToString::to_string).collect(),
+        ratelimit: options.ratelimit.map(|r| (r.limit, r.window_seconds)),
+        rotated_from: options.rotated_from.as_ref().map(ToString::to_string),
+        rotated_to: options.rotated_to.as_ref().map(ToString::to_string),
+    };
+    serde_json::to_string(&stored).expect("options serialize")
 }
 
 pub struct AuditRow {

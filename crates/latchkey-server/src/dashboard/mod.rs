@@ -284,7 +284,10 @@ async fn keys_page(State(state): State<AppState>, user: Dashboard, Query(query):
     let site = user.auth.caller.listing_scope(requested.as_ref()).map_err(ApiError::from)?;
     let mut keys = state
         .store
-        .list_keys(&KeyFilter { site: site.clone() }, &Page { after: query.cursor.clone(), limit: PAGE_SIZE + 1 })
+        .list_keys(
+            &KeyFilter { site: site.clone(), ..Default::default() },
+            &Page { after: query.cursor.clone(), limit: PAGE_SIZE + 1 },
+        )
         .await?;
     let next = crate::routes::next_cursor(&mut keys, PAGE_SIZE as usize, |k| k.id.to_string());
     let now = state.clock.now();
@@ -370,6 +373,7 @@ async fn new_key_page(State(state): State<AppState>, user: Dashboard, Query(quer
             textarea #description name="description" maxlength="1000" rows="2" {}
             label for="expires_at" { "Expires at, UTC (optional)" }
             input #expires_at type="datetime-local" name="expires_at";
+            (options_fields(&latchkey_core::KeyOptions::default()))
             p { button type="submit" { "Create" } }
         }
     };
@@ -389,6 +393,80 @@ struct KeyForm {
     description: String,
     #[serde(default)]
     expires_at: String,
+    #[serde(flatten)]
+    options: OptionsForm,
+}
+
+/// The optional settings as form fields; empty means "none".
+#[derive(Deserialize, Default)]
+struct OptionsForm {
+    #[serde(default)]
+    owner_id: String,
+    #[serde(default)]
+    ip_allowlist: String,
+    #[serde(default)]
+    ratelimit_limit: String,
+    #[serde(default)]
+    ratelimit_window: String,
+    #[serde(default)]
+    credits_remaining: String,
+}
+
+fn number<T: std::str::FromStr>(field: &str, raw: &str) -> Result<Option<T>, ApiError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse().map(Some).map_err(|_| ApiError::validation(format!("{field} must be a whole number")))
+}
+
+impl OptionsForm {
+    /// Applies the form to `options`, keeping what the form does not show (metadata,
+    /// rotation links, refill).
+    fn apply(&self, options: &mut latchkey_core::KeyOptions, now: DateTime<Utc>) -> Result<(), ApiError> {
+        let owner = self.owner_id.trim();
+        options.owner_id = if owner.is_empty() { None } else { Some(latchkey_core::OwnerId::parse(owner)?) };
+        let networks: Vec<&str> = self.ip_allowlist.split([' ', ',', '\n']).filter(|s| !s.trim().is_empty()).collect();
+        options.ip_allowlist = latchkey_core::options::parse_allowlist(&networks)?;
+        options.ratelimit =
+            match (number::<u32>("rate limit", &self.ratelimit_limit)?, number("window", &self.ratelimit_window)?) {
+                (Some(limit), window) => Some(latchkey_core::RateLimit::new(limit, window.unwrap_or(60))?),
+                (None, _) => None,
+            };
+        let remaining = number::<u64>("credits", &self.credits_remaining)?;
+        options.credits = match (remaining, options.credits) {
+            (None, _) => None,
+            (Some(remaining), Some(existing)) if existing.remaining == remaining => Some(existing),
+            (Some(remaining), existing) => {
+                let refill = existing.and_then(|c| c.refill);
+                Some(latchkey_core::Credits {
+                    remaining,
+                    refill,
+                    refilled_at: refill.map(|r| r.interval.period_start(now)),
+                })
+            }
+        };
+        Ok(())
+    }
+}
+
+fn options_fields(options: &latchkey_core::KeyOptions) -> Markup {
+    let allowlist: Vec<String> = options.ip_allowlist.iter().map(ToString::to_string).collect();
+    html! {
+        fieldset {
+            legend { "Limits and ownership (optional)" }
+            label for="owner_id" { "Owner id (your user or customer id)" }
+            input #owner_id type="text" name="owner_id" maxlength="255" value=(options.owner_id.as_ref().map(|o| o.as_str()).unwrap_or(""));
+            label for="ip_allowlist" { "IP allowlist (CIDRs, space-separated; empty: anywhere)" }
+            input #ip_allowlist type="text" name="ip_allowlist" placeholder="10.0.0.0/8 ::1/128" value=(allowlist.join(" "));
+            label for="ratelimit_limit" { "Rate limit: verifications per window (empty: none)" }
+            input #ratelimit_limit type="number" min="1" name="ratelimit_limit" value=(options.ratelimit.map(|r| r.limit.to_string()).unwrap_or_default());
+            label for="ratelimit_window" { "Window, seconds" }
+            input #ratelimit_window type="number" min="1" max="86400" name="ratelimit_window" value=(options.ratelimit.map(|r| r.window_seconds.to_string()).unwrap_or_else(|| "60".into()));
+            label for="credits_remaining" { "Usage credits left (empty: unlimited)" }
+            input #credits_remaining type="number" min="0" name="credits_remaining" value=(options.credits.map(|c| c.remaining.to_string()).unwrap_or_default());
+        }
+    }
 }
 
 fn form_scopes(raw: &str) -> Result<Scopes, ApiError> {
@@ -435,6 +513,11 @@ async fn create_key(State(state): State<AppState>, user: Dashboard, Form(form): 
         scopes: form_scopes(&form.scopes)?,
         site_id: site_id.clone(),
         expires_at: form_expiry(&form.expires_at, now)?,
+        options: {
+            let mut options = latchkey_core::KeyOptions::default();
+            form.options.apply(&mut options, now)?;
+            options
+        },
     };
     let (record, secret) = state.issue_key(&user.auth.actor, spec).await?;
     let back = format!("/keys?site={}", site_id.map(|s| s.to_string()).unwrap_or_default());
@@ -499,6 +582,7 @@ async fn key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path
             textarea #description name="description" maxlength="1000" rows="2" { (key.description.as_ref().map(|d| d.as_str()).unwrap_or("")) }
             label for="expires_at" { "Expires at, UTC (empty: never)" }
             input #expires_at type="datetime-local" name="expires_at" value=(expiry_value);
+            (options_fields(&key.options))
             p { button type="submit" { "Save" } }
         }
         h2 { "Block or delete" }
@@ -526,6 +610,8 @@ struct EditForm {
     description: String,
     #[serde(default)]
     expires_at: String,
+    #[serde(flatten)]
+    options: OptionsForm,
 }
 
 async fn update_key(
@@ -552,6 +638,7 @@ async fn update_key(
             if form.expires_at != unchanged_expiry {
                 after.expires_at = form_expiry(&form.expires_at, now)?;
             }
+            form.options.apply(&mut after.options, now)?;
             Ok(after)
         })
         .await?;

@@ -3,16 +3,21 @@
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, Authenticated};
 use crate::management::NewKey;
+use crate::routes::key_options::{
+    parse_credits, parse_ip_allowlist, parse_metadata, parse_owner, parse_ratelimit, CreditsBody, KeyOptionsView,
+    RateLimitBody,
+};
 use crate::routes::{future_time, next_cursor, nullable, page};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use latchkey_core::{AuditAction, Description, KeyName, KeyRecord, Permission, Scopes, SiteId, Status};
+use latchkey_core::{AuditAction, Description, KeyName, KeyOptions, KeyRecord, Permission, Scopes, SiteId, Status};
 use latchkey_store::KeyFilter;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 /// A key as listed and shown: never the key itself, only its first characters.
@@ -37,6 +42,8 @@ pub struct KeyView {
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub options: KeyOptionsView,
 }
 
 impl KeyView {
@@ -55,6 +62,7 @@ impl KeyView {
             updated_at: key.updated_at,
             last_used_at: key.last_used_at,
             expires_at: key.expires_at,
+            options: KeyOptionsView::of(&key.options),
         }
     }
 }
@@ -88,6 +96,15 @@ pub struct CreateKeyBody {
     pub description: Option<String>,
     /// RFC 3339, in the future.
     pub expires_at: Option<String>,
+    /// The platform's own user or customer id (1 to 255 characters).
+    pub owner_id: Option<String>,
+    /// A free JSON object, at most 4 KiB; returned by verify.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    /// Networks the key may be used from, e.g. `["10.0.0.0/8", "::1/128"]`.
+    pub ip_allowlist: Option<Vec<String>>,
+    pub ratelimit: Option<RateLimitBody>,
+    pub credits: Option<CreditsBody>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -104,6 +121,24 @@ pub struct UpdateKeyBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<Option<String>>,
+    /// `null` removes the owner.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub owner_id: Option<Option<String>>,
+    /// `null` removes the metadata.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<Map<String, Value>>>,
+    /// `[]` removes the allowlist.
+    pub ip_allowlist: Option<Vec<String>>,
+    /// `null` removes the rate limit.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitBody>)]
+    pub ratelimit: Option<Option<RateLimitBody>>,
+    /// Sets the balance (and refill); `null` makes the key unlimited.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<CreditsBody>)]
+    pub credits: Option<Option<CreditsBody>>,
     /// Refused: a key's value never changes (rotate it instead).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -121,6 +156,10 @@ pub struct UpdateKeyBody {
 pub struct KeyListQuery {
     /// Only this site's keys. Without it: every key the caller may manage.
     pub site: Option<String>,
+    /// Only the keys of this owner.
+    pub owner_id: Option<String>,
+    /// Only keys not used for this many days (never-used keys count from creation).
+    pub unused_for_days: Option<u32>,
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
     pub limit: Option<u32>,
@@ -151,7 +190,13 @@ pub async fn list_keys(
     };
     let site = auth.caller.listing_scope(requested.as_ref())?;
     let (page, limit) = page(query.cursor, query.limit)?;
-    let mut keys = state.store.list_keys(&KeyFilter { site }, &page).await?;
+    let unused_since = match query.unused_for_days {
+        Some(days @ 1..=3650) => Some(state.clock.now() - chrono::Duration::days(i64::from(days))),
+        Some(_) => return Err(ApiError::validation("unused_for_days must be between 1 and 3650")),
+        None => None,
+    };
+    let filter = KeyFilter { site, owner_id: query.owner_id, unused_since };
+    let mut keys = state.store.list_keys(&filter, &page).await?;
     let next_cursor = next_cursor(&mut keys, limit, |key| key.id.to_string());
     let now = state.clock.now();
     Ok(Json(KeyList { data: keys.iter().map(|key| KeyView::of(key, now)).collect(), next_cursor }))
@@ -179,6 +224,15 @@ pub async fn create_key(
         scopes: Scopes::parse(body.scopes.as_deref().unwrap_or_default())?,
         site_id,
         expires_at: body.expires_at.as_deref().map(|raw| future_time("expires_at", raw, now)).transpose()?,
+        options: KeyOptions {
+            owner_id: body.owner_id.as_deref().map(parse_owner).transpose()?,
+            metadata: body.metadata.as_ref().map(parse_metadata).transpose()?,
+            ip_allowlist: parse_ip_allowlist(body.ip_allowlist.as_deref().unwrap_or_default())?,
+            ratelimit: body.ratelimit.as_ref().map(parse_ratelimit).transpose()?,
+            credits: body.credits.as_ref().map(|c| parse_credits(c, now)).transpose()?,
+            rotated_from: None,
+            rotated_to: None,
+        },
     };
     let (record, secret) = state.issue_key(&auth.actor, spec).await?;
     let created = CreatedKey { metadata: KeyView::of(&record, now), key: secret.expose().to_owned() };
@@ -234,6 +288,22 @@ pub async fn update_key(
             }
             if let Some(expires_at) = &body.expires_at {
                 after.expires_at = expires_at.as_deref().map(|raw| future_time("expires_at", raw, now)).transpose()?;
+            }
+            let options = &mut after.options;
+            if let Some(owner) = &body.owner_id {
+                options.owner_id = owner.as_deref().map(parse_owner).transpose()?;
+            }
+            if let Some(metadata) = &body.metadata {
+                options.metadata = metadata.as_ref().map(parse_metadata).transpose()?;
+            }
+            if let Some(allowlist) = &body.ip_allowlist {
+                options.ip_allowlist = parse_ip_allowlist(allowlist)?;
+            }
+            if let Some(ratelimit) = &body.ratelimit {
+                options.ratelimit = ratelimit.as_ref().map(parse_ratelimit).transpose()?;
+            }
+            if let Some(credits) = &body.credits {
+                options.credits = credits.as_ref().map(|c| parse_credits(c, now)).transpose()?;
             }
             Ok(after)
         })
@@ -364,4 +434,42 @@ pub async fn key_usage(
     let key = state.managed_key(&auth, &id).await?;
     let mut series = usage_series(&state, std::slice::from_ref(&key.id), days).await?;
     Ok(Json(KeyUsage { key_id: key.id.to_string(), days: series.remove(&key.id).unwrap_or_default() }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// How long the old key keeps working, 0 (default) to 2592000 (30 days).
+    pub grace_seconds: Option<u64>,
+}
+
+/// Issues a replacement key with the same site, name, level, scopes, description and
+/// settings; the old key keeps working for `grace_seconds`, then fails as `key_expired`.
+/// The response holds the new key, once.
+#[utoipa::path(post, path = "/keys/{id}/rotate", tag = "keys", params(("id" = String, Path)), request_body = RotateBody,
+    responses((status = 201, body = CreatedKey), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the key is blocked"), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    // The body is optional (`curl -X POST .../rotate` rotates without grace).
+    let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => ApiError::validation(error.to_string()),
+            _ => ApiError::new(ErrorCode::MalformedJson, error.to_string()),
+        })?
+    };
+    let grace = body.grace_seconds.unwrap_or(0);
+    if grace > 30 * 86_400 {
+        return Err(ApiError::validation("grace_seconds must be between 0 and 2592000 (30 days)"));
+    }
+    let (record, secret) = state.rotate_key(&auth, &id, chrono::Duration::seconds(grace as i64)).await?;
+    let created = CreatedKey { metadata: KeyView::of(&record, state.clock.now()), key: secret.expose().to_owned() };
+    Ok((StatusCode::CREATED, Json(created)))
 }

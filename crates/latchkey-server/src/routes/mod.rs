@@ -2,7 +2,9 @@
 //! types, asks the policy (through `management` or `Caller`), and shapes the JSON answer.
 
 pub mod audit;
+pub mod key_options;
 pub mod keys;
+pub mod leaks;
 pub mod meta;
 pub mod sites;
 pub mod verify;

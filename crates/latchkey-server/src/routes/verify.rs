@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use latchkey_core::{Permission, Requirement, Scopes, SiteId, Unmet};
+use latchkey_store::CreditSpend;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -28,6 +30,11 @@ pub struct VerifyBody {
     pub scopes: Option<Vec<String>>,
     /// The site the request is for; a Master key fits every site.
     pub site_id: Option<String>,
+    /// The end client's address as the calling service saw it, for keys with an IP
+    /// allowlist. Without it, the caller's own address is checked.
+    pub ip: Option<String>,
+    /// Credits this request spends, for keys with usage credits (default 1).
+    pub cost: Option<u64>,
 }
 
 /// The key's metadata, present whenever the key exists (even when refused).
@@ -39,6 +46,9 @@ pub struct VerifiedMetadata {
     pub permission: String,
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub owner_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -49,6 +59,9 @@ pub struct VerifyAnswer {
     pub code: &'static str,
     #[serde(flatten)]
     pub metadata: Option<VerifiedMetadata>,
+    /// Credits left after this request, for keys with usage credits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
 }
 
 impl VerifiedMetadata {
@@ -60,31 +73,67 @@ impl VerifiedMetadata {
             permission: key.permission.as_str().to_owned(),
             scopes: key.scopes.to_strings(),
             expires_at: key.expires_at(),
+            owner_id: key.owner_id.as_deref().map(str::to_owned),
+            metadata: key.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
         }
     }
 }
 
-/// The outcome of checking a key against a requirement.
+/// The outcome of checking a key for one request.
 enum Verdict {
-    Valid(std::sync::Arc<VerifiedKey>),
-    Refused(RefusalReason, Option<std::sync::Arc<VerifiedKey>>),
-    Unmet(Unmet, std::sync::Arc<VerifiedKey>),
+    Valid {
+        key: Arc<VerifiedKey>,
+        remaining: Option<u64>,
+    },
+    /// Unknown, blocked or expired.
+    Refused(RefusalReason, Option<Arc<VerifiedKey>>),
+    /// A real, usable key that may not make this request.
+    Denied {
+        code: ErrorCode,
+        key: Arc<VerifiedKey>,
+        retry_after: Option<u64>,
+    },
 }
 
-/// Checks a key against a requirement and counts the request as allowed or refused.
-async fn judge(state: &AppState, key: &str, requirement: &Requirement) -> Result<Verdict, ApiError> {
-    let verdict = match state.verifier.check(key, state.clock.now()).await? {
-        KeyLookup::Refused(reason, key) => Verdict::Refused(reason, key),
-        KeyLookup::Usable(key) => match requirement.check(key.permission, key.site_ulid(), &key.scopes) {
-            Ok(()) => Verdict::Valid(key),
-            Err(unmet) => Verdict::Unmet(unmet, key),
-        },
+/// Checks a key for one request, in order: the key itself (exists, not blocked, not
+/// expired), where it is used from, what the request requires, its rate limit, then its
+/// credits (spent only when everything else passed). Counts the request for usage.
+async fn judge(
+    state: &AppState,
+    key: &str,
+    requirement: &Requirement,
+    ip: Option<IpAddr>,
+    cost: u64,
+) -> Result<Verdict, ApiError> {
+    let now = state.clock.now();
+    let key = match state.verifier.check(key, now).await? {
+        KeyLookup::Refused(reason, key) => {
+            if let Some(key) = &key {
+                state.verifier.count_request(key, false);
+            }
+            return Ok(Verdict::Refused(reason, key));
+        }
+        KeyLookup::Usable(key) => key,
     };
-    match &verdict {
-        Verdict::Valid(key) => state.verifier.count_request(key, true),
-        Verdict::Refused(_, Some(key)) | Verdict::Unmet(_, key) => state.verifier.count_request(key, false),
-        Verdict::Refused(_, None) => {}
-    }
+    let denied = |code, retry_after| Verdict::Denied { code, key: key.clone(), retry_after };
+    let verdict = if !key.allows_ip(ip) {
+        denied(ErrorCode::IpNotAllowed, None)
+    } else if let Err(unmet) = requirement.check(key.permission, key.site_ulid(), &key.scopes) {
+        denied(unmet_code(unmet), None)
+    } else if let Some(Err(retry_after)) =
+        key.ratelimit.map(|limit| state.key_rate_limiter.admit(key.ulid(), limit, now.timestamp()))
+    {
+        denied(ErrorCode::RateLimited, Some(retry_after))
+    } else if key.has_credits {
+        match state.store.spend_credits(&key.id(), cost, now).await? {
+            CreditSpend::Spent { remaining } => Verdict::Valid { key: key.clone(), remaining: Some(remaining) },
+            CreditSpend::Exhausted => denied(ErrorCode::UsageExceeded, None),
+            CreditSpend::NotLimited => Verdict::Valid { key: key.clone(), remaining: None },
+        }
+    } else {
+        Verdict::Valid { key: key.clone(), remaining: None }
+    };
+    state.verifier.count_request(&key, matches!(verdict, Verdict::Valid { .. }));
     Ok(verdict)
 }
 
@@ -132,7 +181,7 @@ impl FromRequestParts<AppState> for ClientIp {
               (status = 429, body = ErrorBody, description = "too many failed verifications from this address")))]
 pub async fn verify_key(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ClientIp(caller_ip): ClientIp,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Json<VerifyAnswer>, ApiError> {
     let requirement = parse_requirement(
@@ -140,10 +189,20 @@ pub async fn verify_key(
         body.scopes.as_deref().unwrap_or_default(),
         body.site_id.as_deref(),
     )?;
-    let (code, key) = match judge(&state, &body.key, &requirement).await? {
-        Verdict::Valid(key) => ("valid", Some(key)),
+    let ip = match body.ip.as_deref() {
+        Some(raw) => Some(raw.trim().parse::<IpAddr>().map_err(|_| ApiError::validation("ip is not an IP address"))?),
+        None => caller_ip,
+    };
+    let cost = body.cost.unwrap_or(1);
+    if cost > 1_000_000 {
+        return Err(ApiError::validation("cost must be between 0 and 1000000"));
+    }
+    let answer = match judge(&state, &body.key, &requirement, ip, cost).await? {
+        Verdict::Valid { key, remaining } => {
+            VerifyAnswer { valid: true, code: "valid", metadata: Some(VerifiedMetadata::of(&key)), remaining }
+        }
         Verdict::Refused(reason, key) => {
-            if let Some(limited) = throttle_guess(&state, reason, ip) {
+            if let Some(limited) = throttle_guess(&state, reason, caller_ip) {
                 return Err(limited);
             }
             let code = match reason {
@@ -151,11 +210,16 @@ pub async fn verify_key(
                 RefusalReason::Blocked => "blocked",
                 RefusalReason::Expired => "expired",
             };
-            (code, key)
+            VerifyAnswer { valid: false, code, metadata: key.as_deref().map(VerifiedMetadata::of), remaining: None }
         }
-        Verdict::Unmet(unmet, key) => (unmet_code(unmet).describe().0, Some(key)),
+        Verdict::Denied { code, key, .. } => VerifyAnswer {
+            valid: false,
+            code: code.describe().0,
+            metadata: Some(VerifiedMetadata::of(&key)),
+            remaining: None,
+        },
     };
-    Ok(Json(VerifyAnswer { valid: code == "valid", code, metadata: key.as_deref().map(VerifiedMetadata::of) }))
+    Ok(Json(answer))
 }
 
 /// The level a forwarded request needs by default: the Forja seed's table, where reading
@@ -219,10 +283,23 @@ pub async fn forward_auth(
     let Some(presented) = presented_key(&headers).filter(|key| !key.is_empty()) else {
         return Err(ApiError::new(ErrorCode::MissingApiKey, "send the API key in the X-API-Key header"));
     };
-    match judge(&state, presented, &requirement).await? {
-        Verdict::Valid(key) => Ok(allowed(&key)),
+    match judge(&state, presented, &requirement, ip, 1).await? {
+        Verdict::Valid { key, .. } => Ok(allowed(&key)),
         Verdict::Refused(reason, _) => Err(throttle_guess(&state, reason, ip).unwrap_or_else(|| refusal_error(reason))),
-        Verdict::Unmet(unmet, _) => Err(ApiError::new(unmet_code(unmet), "this key may not make this request")),
+        Verdict::Denied { code, retry_after, .. } => {
+            let mut error = ApiError::new(code, denial_message(code));
+            error.retry_after_seconds = retry_after;
+            Err(error)
+        }
+    }
+}
+
+fn denial_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::IpNotAllowed => "this key may not be used from this address",
+        ErrorCode::RateLimited => "this key is over its rate limit; retry later",
+        ErrorCode::UsageExceeded => "this key has no usage credits left",
+        _ => "this key may not make this request",
     }
 }
 
@@ -238,5 +315,8 @@ fn allowed(key: &VerifiedKey) -> Response {
     set("x-latchkey-site", key.site_id().map(|id| id.to_string()).unwrap_or_default());
     set("x-latchkey-permission", key.permission.as_str().to_owned());
     set("x-latchkey-scopes", key.scopes.to_strings().join(" "));
+    if let Some(owner) = &key.owner_id {
+        set("x-latchkey-owner", owner.to_string());
+    }
     response
 }
