@@ -5,6 +5,7 @@ mod authorization;
 mod browser;
 mod errors;
 mod helpers;
+mod key_lifecycle;
 mod keys;
 mod lifecycle;
 mod nginx;
