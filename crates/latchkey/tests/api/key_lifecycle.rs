@@ -237,7 +237,7 @@ async fn stale_keys_are_listed_by_days_without_use() {
         let (_, listed) = app.get(&format!("/api/v1/keys?site={site}&unused_for_days=30"), &app.master_key).await;
         listed["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
     };
-    assert_eq!(stale_ids().await, [old_id.clone()], "never used for 31 days; {fresh_id} is new");
+    assert_eq!(stale_ids().await, [old_id], "never used for 31 days; {fresh_id} is new");
     verify(&app, json!({ "key": old })).await;
     let fresh_again = eventually(Duration::from_secs(5), || async { stale_ids().await.is_empty() }).await;
     assert!(fresh_again, "a use takes the key off the stale list");
