@@ -33,6 +33,8 @@ use views::{csrf_field, layout, notice, relative_time, SignedIn};
 
 const SESSION_COOKIE: &str = "latchkey_session";
 const PAGE_SIZE: u32 = 25;
+/// The Forja seed: "if a key has not been used in a long time, consider revoking it".
+const STALE_AFTER_DAYS: i64 = 90;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -44,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/keys/{id}", get(key_page).post(update_key))
         .route("/keys/{id}/block", post(block_key))
         .route("/keys/{id}/unblock", post(unblock_key))
+        .route("/keys/{id}/rotate", post(rotate_key))
         .route("/keys/{id}/delete", get(delete_key_page).post(delete_key))
         .route("/audit", get(audit_page))
         .route("/sites", get(sites_page).post(create_site))
@@ -322,7 +325,12 @@ async fn keys_page(State(state): State<AppState>, user: Dashboard, Query(query):
                                 td { (capitalized(&view.permission)) }
                                 td class={ "status-" (view.status) } { (capitalized(&view.status)) }
                                 td.hide-narrow { (relative_time(Some(key.created_at), now)) }
-                                td { (relative_time(key.last_used_at, now)) }
+                                td {
+                                    (relative_time(key.last_used_at, now))
+                                    @if key.last_used_at.unwrap_or(key.created_at) < now - chrono::Duration::days(STALE_AFTER_DAYS) {
+                                        " " span.stale title={ "Not used for more than " (STALE_AFTER_DAYS) " days; consider revoking it" } { "Stale" }
+                                    }
+                                }
                                 td.hide-narrow { @if let Some(days) = usage.get(&key.id) { (views::sparkline(days)) } }
                             }
                         }
@@ -520,7 +528,12 @@ async fn create_key(State(state): State<AppState>, user: Dashboard, Form(form): 
         },
     };
     let (record, secret) = state.issue_key(&user.auth.actor, spec).await?;
-    let back = format!("/keys?site={}", site_id.map(|s| s.to_string()).unwrap_or_default());
+    Ok(new_key_shown_once(&user, &record, &secret))
+}
+
+/// The only page that ever shows a full key. Not cached; a reload cannot show it again.
+fn new_key_shown_once(user: &Dashboard, record: &KeyRecord, secret: &latchkey_core::SecretKey) -> Response {
+    let back = format!("/keys?site={}", record.site_id.as_ref().map(|s| s.to_string()).unwrap_or_default());
     let body = html! {
         div.notice role="alert" {
             strong { "Copy it now; you won't be able to see it again." }
@@ -534,7 +547,36 @@ async fn create_key(State(state): State<AppState>, user: Dashboard, Form(form): 
             a.button.secondary href=(back) { "Done" }
         }
     };
-    Ok(page("Your new API key", &user, body))
+    page("Your new API key", user, body)
+}
+
+#[derive(Deserialize)]
+struct RotateForm {
+    csrf: Option<String>,
+    form_id: Option<String>,
+    #[serde(default)]
+    grace_seconds: String,
+}
+
+async fn rotate_key(
+    State(state): State<AppState>,
+    user: Dashboard,
+    Path(id): Path<String>,
+    Form(form): Form<RotateForm>,
+) -> PageResult {
+    user.check_csrf(form.csrf.as_deref())?;
+    if !user.session.first_use_of_form(form.form_id.as_deref().unwrap_or_default()) {
+        return Err(PageError(ApiError::new(
+            crate::error::ErrorCode::Conflict,
+            "This form was already submitted, so the key was not rotated twice.",
+        )));
+    }
+    let grace = number::<i64>("grace period", &form.grace_seconds)?.unwrap_or(0);
+    if !(0..=30 * 86_400).contains(&grace) {
+        return Err(PageError(ApiError::validation("the grace period must be between 0 and 2592000 seconds")));
+    }
+    let (record, secret) = state.rotate_key(&user.auth, &id, chrono::Duration::seconds(grace)).await?;
+    Ok(new_key_shown_once(&user, &record, &secret))
 }
 
 async fn managed(state: &AppState, user: &Dashboard, id: &str) -> Result<KeyRecord, PageError> {
@@ -564,6 +606,10 @@ async fn key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path
                 tr { th { "Created" } td { (relative_time(Some(key.created_at), now)) " by " code { (view.created_by.as_deref().unwrap_or("the server")) } } }
                 tr { th { "Last used" } td { (relative_time(key.last_used_at, now)) } }
                 tr { th { "Expires" } td { (relative_time(key.expires_at, now)) } }
+                @if let Some(owner) = &key.options.owner_id { tr { th { "Owner" } td { (owner.as_str()) } } }
+                @if let Some(from) = &key.options.rotated_from { tr { th { "Replaces" } td { a href={ "/keys/" (from) } { (from) } } } }
+                @if let Some(to) = &key.options.rotated_to { tr { th { "Replaced by" } td { a href={ "/keys/" (to) } { (to) } } } }
+                @if let Some(credits) = &key.options.credits { tr { th { "Credits left" } td { (credits.remaining) } } }
             }
         }
         h2 { "Edit" }
@@ -584,6 +630,18 @@ async fn key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path
             input #expires_at type="datetime-local" name="expires_at" value=(expiry_value);
             (options_fields(&key.options))
             p { button type="submit" { "Save" } }
+        }
+        h2 { "Rotate" }
+        @if key.status != Status::Blocked {
+            form.toolbar method="post" action={ "/keys/" (key.id) "/rotate" } {
+                (csrf_field(csrf))
+                input type="hidden" name="form_id" value=(sessions::random_token());
+                div {
+                    label for="grace_seconds" { "Old key keeps working for (seconds)" }
+                    input #grace_seconds type="number" min="0" max="2592000" name="grace_seconds" value="0";
+                }
+                button.secondary type="submit" { "Rotate" }
+            }
         }
         h2 { "Block or delete" }
         div.toolbar {

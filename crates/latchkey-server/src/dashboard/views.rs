@@ -29,6 +29,8 @@ button:focus-visible, a:focus-visible, input:focus-visible, select:focus-visible
 .error { border-color:var(--bad); color:var(--bad); }
 .secret { font-family:ui-monospace, monospace; word-break:break-all; padding:.75rem; background:#fff; border:2px dashed var(--accent); }
 .muted { color:var(--muted); }
+.stale { font-size:.8rem; padding:0 .35rem; border-radius:3px; background:#fff3cd; color:#7a5b00; }
+fieldset { border:1px solid var(--line); border-radius:4px; margin-top:1rem; max-width:34rem; }
 .toolbar { display:flex; flex-wrap:wrap; gap:.75rem; align-items:end; margin:1rem 0; }
 @media (max-width: 640px) { .hide-narrow { display:none; } main { padding:.75rem; } }
 "#;

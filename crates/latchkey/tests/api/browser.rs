@@ -295,3 +295,24 @@ async fn a_form_post_without_the_csrf_token_is_refused() {
     assert_eq!(accepted.status(), 303);
     assert_eq!(verify_code(&app, &key).await, "blocked");
 }
+
+#[tokio::test]
+async fn a_stale_key_is_marked_and_can_be_rotated_from_its_page() {
+    let app =
+        crate::helpers::spawn_app_with(crate::helpers::Options { manual_clock: true, ..Default::default() }).await;
+    let site = app.create_site("s").await;
+    let (id, old) = app.create_key("read", Some(&site)).await;
+    app.advance_clock(chrono::Duration::days(91));
+    let browser = start_browser().await;
+    browser.sign_in(&app, &app.master_key).await;
+    browser.open(&app, &format!("/keys?site={site}")).await;
+    browser.expect_text("Stale").await;
+    browser.open(&app, &format!("/keys/{id}")).await;
+    browser.click_button("Rotate").await;
+    browser.expect_text("Copy it now; you won't be able to see it again.").await;
+    let new = browser.client.find(Locator::Css("#new-key")).await.unwrap().text().await.unwrap().trim().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(verify_code(&app, &new).await, "valid");
+    assert_eq!(verify_code(&app, &old).await, "expired", "no grace: the old key stops at once");
+    browser.client.clone().close().await.unwrap();
+}

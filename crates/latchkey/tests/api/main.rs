@@ -10,5 +10,6 @@ mod keys;
 mod lifecycle;
 mod nginx;
 mod openapi;
+mod secret_scanning;
 mod sites;
 mod verification;
