@@ -607,6 +607,7 @@ async fn key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path
                 tr { th { "Last used" } td { (relative_time(key.last_used_at, now)) } }
                 tr { th { "Expires" } td { (relative_time(key.expires_at, now)) } }
                 @if let Some(owner) = &key.options.owner_id { tr { th { "Owner" } td { (owner.as_str()) } } }
+                @if let Some(metadata) = &key.options.metadata { tr { th { "Metadata" } td { code { (metadata.as_str()) } } } }
                 @if let Some(from) = &key.options.rotated_from { tr { th { "Replaces" } td { a href={ "/keys/" (from) } { (from) } } } }
                 @if let Some(to) = &key.options.rotated_to { tr { th { "Replaced by" } td { a href={ "/keys/" (to) } { (to) } } } }
                 @if let Some(credits) = &key.options.credits { tr { th { "Credits left" } td { (credits.remaining) } } }

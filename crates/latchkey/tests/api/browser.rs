@@ -182,6 +182,16 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
     assert!(listing.contains("Frontend") && listing.contains("Active"), "{listing}");
     assert!(!browser.client.source().await.unwrap().contains(&key));
     browser.screenshot("keys").await;
+    // Phone width: the page itself never scrolls sideways (the table scrolls in its box).
+    browser.client.set_window_size(390, 844).await.unwrap();
+    let overflow = browser
+        .client
+        .execute("return document.documentElement.scrollWidth - window.innerWidth", vec![])
+        .await
+        .unwrap();
+    assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone screen by {overflow}px");
+    browser.screenshot("keys-phone").await;
+    browser.client.set_window_size(1280, 900).await.unwrap();
 
     // Block, unblock, rename, delete.
     browser.click("a[href^='/keys/key_']").await;
