@@ -147,6 +147,18 @@ impl FromRequestParts<AppState> for Dashboard {
 }
 
 impl Dashboard {
+    /// Forms that show a new key are single-use, so a reload cannot make a second key.
+    fn check_single_use(&self, form_id: Option<&str>) -> Result<(), PageError> {
+        if self.session.first_use_of_form(form_id.unwrap_or_default()) {
+            Ok(())
+        } else {
+            Err(PageError(ApiError::new(
+                crate::error::ErrorCode::Conflict,
+                "This form was already submitted, so nothing was done twice. The key shown then cannot be shown again.",
+            )))
+        }
+    }
+
     /// Every state-changing form carries the session's CSRF token.
     fn check_csrf(&self, token: Option<&str>) -> Result<(), PageError> {
         match token {
@@ -507,12 +519,7 @@ async fn create_key(State(state): State<AppState>, user: Dashboard, Form(form): 
     let permission: Permission = form.permission.parse().map_err(ApiError::from)?;
     let site_id = if permission == Permission::Master { None } else { parse_site(form.site_id.as_deref()) };
     user.auth.caller.may_grant(permission, site_id.as_ref()).map_err(ApiError::from)?;
-    if !user.session.first_use_of_form(form.form_id.as_deref().unwrap_or_default()) {
-        return Err(PageError(ApiError::new(
-            crate::error::ErrorCode::Conflict,
-            "This form was already submitted, so no second key was created. The key shown then cannot be shown again.",
-        )));
-    }
+    user.check_single_use(form.form_id.as_deref())?;
     let now = state.clock.now();
     let spec = NewKey {
         name: KeyName::parse(&form.name).map_err(ApiError::from)?,
@@ -565,12 +572,7 @@ async fn rotate_key(
     Form(form): Form<RotateForm>,
 ) -> PageResult {
     user.check_csrf(form.csrf.as_deref())?;
-    if !user.session.first_use_of_form(form.form_id.as_deref().unwrap_or_default()) {
-        return Err(PageError(ApiError::new(
-            crate::error::ErrorCode::Conflict,
-            "This form was already submitted, so the key was not rotated twice.",
-        )));
-    }
+    user.check_single_use(form.form_id.as_deref())?;
     let grace = number::<i64>("grace period", &form.grace_seconds)?.unwrap_or(0);
     if !(0..=30 * 86_400).contains(&grace) {
         return Err(PageError(ApiError::validation("the grace period must be between 0 and 2592000 seconds")));

@@ -19,6 +19,10 @@ async fn verify(app: &TestApp, body: Value) -> Value {
     answer
 }
 
+async fn forward_auth(app: &TestApp, key: &str) -> reqwest::Response {
+    app.client.get(format!("{}/api/v1/auth", app.address)).header("X-API-Key", key).send().await.unwrap()
+}
+
 async fn create(app: &TestApp, body: Value) -> Value {
     let (status, created) = app.post("/api/v1/keys", &app.master_key, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -117,13 +121,7 @@ async fn credits_refill_at_the_next_period_and_cost_is_honoured() {
     let key = created["key"].clone();
     assert_eq!(verify(&app, json!({ "key": key, "cost": 3 })).await["remaining"], 2);
     assert_eq!(verify(&app, json!({ "key": key, "cost": 3 })).await["code"], "usage_exceeded");
-    let forward = app
-        .client
-        .get(format!("{}/api/v1/auth", app.address))
-        .header("X-API-Key", key.as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let forward = forward_auth(&app, key.as_str().unwrap()).await;
     assert_eq!(forward.status(), StatusCode::NO_CONTENT, "1 credit is left for forward-auth");
     app.advance_clock(chrono::Duration::days(1));
     assert_eq!(verify(&app, json!({ "key": key, "cost": 3 })).await["remaining"], 2, "refilled to 5, then 3 spent");
@@ -154,13 +152,7 @@ async fn keys_carry_an_owner_and_metadata_through_verification_and_listing() {
     let answer = verify(&app, json!({ "key": mine["key"] })).await;
     assert_eq!(answer["owner_id"], "customer-7");
     assert_eq!(answer["metadata"], json!({ "plan": "pro", "seats": 3 }));
-    let forward = app
-        .client
-        .get(format!("{}/api/v1/auth", app.address))
-        .header("X-API-Key", mine["key"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let forward = forward_auth(&app, mine["key"].as_str().unwrap()).await;
     assert_eq!(forward.headers()["x-latchkey-owner"], "customer-7");
     let too_big =
         json!({ "name": "c", "permission": "read", "site_id": site, "metadata": { "blob": "x".repeat(5000) } });
@@ -262,7 +254,7 @@ async fn a_rate_limited_key_is_refused_until_its_window_rolls_over() {
     assert_eq!(verify(&app, json!({ "key": key })).await["code"], "valid");
     assert_eq!(verify(&app, json!({ "key": key })).await["code"], "valid");
     assert_eq!(verify(&app, json!({ "key": key })).await["code"], "rate_limited");
-    let forward = app.client.get(format!("{}/api/v1/auth", app.address)).header("X-API-Key", key).send().await.unwrap();
+    let forward = forward_auth(&app, key).await;
     assert_eq!(forward.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(forward.headers()["retry-after"], "40");
     clock.set(start + chrono::Duration::seconds(39));
@@ -295,13 +287,7 @@ async fn ip_allowlists_admit_listed_ipv4_and_ipv6_clients_only() {
     let bad = json!({ "name": "x", "permission": "read", "site_id": site, "ip_allowlist": ["10.0.0.0/33"] });
     let (status, body) = app.post("/api/v1/keys", &app.master_key, bad).await;
     assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
-    let forward = app
-        .client
-        .get(format!("{}/api/v1/auth", app.address))
-        .header("X-API-Key", key.as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let forward = forward_auth(&app, key.as_str().unwrap()).await;
     assert_eq!(forward.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(&forward.json().await.unwrap()), "ip_not_allowed");
 }
