@@ -53,8 +53,8 @@ impl KeyFormat {
         key.push_str(&self.prefix);
         key.push('_');
         key.push_str(&base62_fixed(&bytes, SECRET_CHARS));
-        let checksum = crc32fast::hash(key.as_bytes());
-        key.push_str(&base62_fixed(&checksum.to_be_bytes(), CHECKSUM_CHARS));
+        let checksum = checksum_digits(crc32fast::hash(key.as_bytes()));
+        key.push_str(std::str::from_utf8(&checksum).expect("base62 digits are ASCII"));
         SecretKey(key)
     }
 
@@ -146,8 +146,8 @@ impl<'a> ParsedKey<'a> {
             return Err(MalformedKey::BadCharacter);
         }
         let (body, checksum) = candidate.split_at(candidate.len() - CHECKSUM_CHARS);
-        let expected = base62_fixed(&crc32fast::hash(body.as_bytes()).to_be_bytes(), CHECKSUM_CHARS);
-        if checksum != expected {
+        // On the hot path: compare against digits built on the stack, no allocation.
+        if checksum.as_bytes() != checksum_digits(crc32fast::hash(body.as_bytes())) {
             return Err(MalformedKey::BadChecksum);
         }
         Ok(Self(candidate))
@@ -191,6 +191,17 @@ impl KeyPrefix {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A CRC32 as exactly 6 base62 digits (62^6 > 2^32).
+fn checksum_digits(crc: u32) -> [u8; CHECKSUM_CHARS] {
+    let mut number = u64::from(crc);
+    let mut digits = [b'0'; CHECKSUM_CHARS];
+    for slot in digits.iter_mut().rev() {
+        *slot = BASE62[(number % 62) as usize];
+        number /= 62;
+    }
+    digits
 }
 
 /// Big-endian bytes as base62, left-padded with '0' to exactly `width` characters.
@@ -258,6 +269,13 @@ mod tests {
         let mut seen = std::collections::HashSet::with_capacity(1_000_000);
         for _ in 0..1_000_000 {
             assert!(seen.insert(format.generate().hash()));
+        }
+    }
+
+    #[test]
+    fn checksum_digits_agree_with_the_general_base62_encoding() {
+        for crc in [0u32, 1, 61, 62, 0xdead_beef, u32::MAX] {
+            assert_eq!(checksum_digits(crc).to_vec(), base62_fixed(&crc.to_be_bytes(), CHECKSUM_CHARS).into_bytes());
         }
     }
 

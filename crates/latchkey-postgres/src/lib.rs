@@ -573,6 +573,10 @@ fn push_filter<'a>(query: &mut QueryBuilder<'a, Postgres>, column: &str, op: &st
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn shared_by_instances(&self) -> bool {
+        true
+    }
+
     async fn has_no_keys(&self) -> StoreResult<bool> {
         sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM keys)").fetch_one(&self.pool).await.map_err(db_error)
     }

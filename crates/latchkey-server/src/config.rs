@@ -15,7 +15,9 @@ pub struct ServerConfig {
     /// How many verified keys stay in memory.
     pub cache_capacity: usize,
     /// The longest a cached answer is served before it is re-read from the store.
-    pub cache_max_staleness: Duration,
+    /// `None`: the engine's default — 5 s on a database shared by several instances
+    /// (PostgreSQL), unbounded on SQLite, where every change goes through this process.
+    pub cache_max_staleness: Option<Duration>,
     /// How long an unknown key is remembered as unknown (flood protection for the store).
     pub negative_cache_ttl: Duration,
     /// How often last-used times are written to the store.
@@ -32,7 +34,7 @@ impl Default for ServerConfig {
             key_format: KeyFormat::default(),
             trusted_proxies: TrustedProxies::default(),
             cache_capacity: 1_000_000,
-            cache_max_staleness: Duration::from_secs(5),
+            cache_max_staleness: None,
             negative_cache_ttl: Duration::from_secs(2),
             last_used_flush_interval: Duration::from_secs(1),
             failure_throttle: ThrottleConfig::default(),

@@ -9,6 +9,9 @@ use crate::verification::Verifier;
 use latchkey_store::SharedStore;
 use std::sync::Arc;
 
+/// The staleness bound on a database shared by several instances, unless configured.
+pub const DEFAULT_SHARED_STALENESS: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: SharedStore,
@@ -27,7 +30,7 @@ impl AppState {
         let verifier = Arc::new(Verifier::new(
             store.clone(),
             config.cache_capacity,
-            config.cache_max_staleness,
+            config.cache_max_staleness.or(store.shared_by_instances().then_some(DEFAULT_SHARED_STALENESS)),
             config.negative_cache_ttl,
         ));
         let throttle = Arc::new(FailureThrottle::new(config.failure_throttle));

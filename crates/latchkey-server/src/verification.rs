@@ -39,22 +39,21 @@ pub enum KeyLookup {
 }
 
 /// What the verification path keeps of a key: only what answering needs, packed small
-/// (ids as 16-byte ULIDs, times as integers) because a million of these may be resident.
+/// because a million of these may be resident (ids as 16 bytes with no 16-byte
+/// alignment, the expiry as one integer, rarely used settings behind one pointer).
 pub struct VerifiedKey {
-    id: Ulid,
-    site: Option<Ulid>,
+    id: [u8; 16],
+    site: Option<[u8; 16]>,
     pub permission: Permission,
     status: Status,
-    expires_at_ms: Option<i64>,
-    pub name: Box<str>,
-    pub scopes: Scopes,
-    pub owner_id: Option<Box<str>>,
-    /// A JSON object, as text.
-    pub metadata: Option<Box<str>>,
-    pub ip_allowlist: Box<[IpNetwork]>,
-    pub ratelimit: Option<RateLimit>,
     /// Whether verifications spend credits (the balance itself lives in the store).
     pub has_credits: bool,
+    /// Milliseconds since the epoch; `i64::MAX` for "never".
+    expires_at_ms: i64,
+    pub name: Box<str>,
+    pub scopes: Scopes,
+    /// Owner, metadata, IP allowlist, rate limit: `None` for most keys.
+    extras: Option<Box<VerifiedExtras>>,
     /// Seconds since the verifier started, when this entry was read from the store.
     loaded_at: u32,
     /// The last second (Unix) in which this key was recorded as used.
@@ -65,21 +64,42 @@ pub struct VerifiedKey {
     queued_for_usage: AtomicBool,
 }
 
+#[derive(Default)]
+pub struct VerifiedExtras {
+    pub owner_id: Option<Box<str>>,
+    /// A JSON object, as text.
+    pub metadata: Option<Box<str>>,
+    pub ip_allowlist: Vec<IpNetwork>,
+    pub ratelimit: Option<RateLimit>,
+}
+
+static NO_EXTRAS: VerifiedExtras =
+    VerifiedExtras { owner_id: None, metadata: None, ip_allowlist: Vec::new(), ratelimit: None };
+
 impl VerifiedKey {
     fn from_record(record: &KeyRecord, loaded_at: u32) -> Self {
+        let options = &record.options;
+        let has_extras = options.owner_id.is_some()
+            || options.metadata.is_some()
+            || !options.ip_allowlist.is_empty()
+            || options.ratelimit.is_some();
         Self {
-            id: record.id.ulid(),
-            site: record.site_id.as_ref().map(SiteId::ulid),
+            id: record.id.ulid().to_bytes(),
+            site: record.site_id.as_ref().map(|site| site.ulid().to_bytes()),
             permission: record.permission,
             status: record.status,
-            expires_at_ms: record.expires_at.map(|at| at.timestamp_millis()),
+            has_credits: options.credits.is_some(),
+            expires_at_ms: record.expires_at.map_or(i64::MAX, |at| at.timestamp_millis()),
             name: record.name.as_str().into(),
             scopes: record.scopes.clone(),
-            owner_id: record.options.owner_id.as_ref().map(|o| o.as_str().into()),
-            metadata: record.options.metadata.as_ref().map(|m| m.as_str().into()),
-            ip_allowlist: record.options.ip_allowlist.clone().into_boxed_slice(),
-            ratelimit: record.options.ratelimit,
-            has_credits: record.options.credits.is_some(),
+            extras: has_extras.then(|| {
+                Box::new(VerifiedExtras {
+                    owner_id: options.owner_id.as_ref().map(|o| o.as_str().into()),
+                    metadata: options.metadata.as_ref().map(|m| m.as_str().into()),
+                    ip_allowlist: options.ip_allowlist.clone(),
+                    ratelimit: options.ratelimit,
+                })
+            }),
             loaded_at,
             last_used_second: AtomicU32::new(0),
             pending_allowed: AtomicU32::new(0),
@@ -89,35 +109,39 @@ impl VerifiedKey {
     }
 
     pub fn id(&self) -> KeyId {
-        KeyId::from_ulid(self.id)
+        KeyId::from_ulid(self.ulid())
     }
 
     pub fn site_id(&self) -> Option<SiteId> {
-        self.site.map(SiteId::from_ulid)
+        self.site_ulid().map(SiteId::from_ulid)
     }
 
     pub fn ulid(&self) -> Ulid {
-        self.id
+        Ulid::from_bytes(self.id)
     }
 
     pub fn site_ulid(&self) -> Option<Ulid> {
-        self.site
+        self.site.map(Ulid::from_bytes)
+    }
+
+    pub fn extras(&self) -> &VerifiedExtras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
     }
 
     /// No allowlist: usable from anywhere; otherwise only from a listed network.
     pub fn allows_ip(&self, ip: Option<std::net::IpAddr>) -> bool {
-        latchkey_core::options::allows_ip(&self.ip_allowlist, ip)
+        latchkey_core::options::allows_ip(&self.extras().ip_allowlist, ip)
     }
 
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.expires_at_ms.and_then(DateTime::from_timestamp_millis)
+        (self.expires_at_ms != i64::MAX).then(|| DateTime::from_timestamp_millis(self.expires_at_ms)).flatten()
     }
 
     /// Blocked wins over expired, as in `KeyRecord::state_at`.
     pub fn state_at(&self, now: DateTime<Utc>) -> KeyState {
         if self.status == Status::Blocked {
             KeyState::Blocked
-        } else if self.expires_at_ms.is_some_and(|expiry| expiry <= now.timestamp_millis()) {
+        } else if self.expires_at_ms <= now.timestamp_millis() {
             KeyState::Expired
         } else {
             KeyState::Active
@@ -130,7 +154,8 @@ pub struct Verifier {
     started: Instant,
     known: quick_cache::sync::Cache<KeyHash, Arc<VerifiedKey>>,
     unknown: quick_cache::sync::Cache<KeyHash, Instant>,
-    max_staleness: Duration,
+    /// `None`: cached answers never go stale (a single instance sees every change).
+    max_staleness: Option<Duration>,
     negative_ttl: Duration,
     /// Set while cross-instance notifications may be missing: every check reads the store.
     bypass_cache: AtomicBool,
@@ -140,7 +165,7 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(store: SharedStore, capacity: usize, max_staleness: Duration, negative_ttl: Duration) -> Self {
+    pub fn new(store: SharedStore, capacity: usize, max_staleness: Option<Duration>, negative_ttl: Duration) -> Self {
         Self {
             store,
             started: Instant::now(),
@@ -187,9 +212,11 @@ impl Verifier {
             let record = self.store.find_key_by_hash(&hash).await?;
             return Ok(record.map(|r| Arc::new(VerifiedKey::from_record(&r, self.seconds_since_start()))));
         }
-        let max_age = self.max_staleness.as_secs_f64();
         if let Some(cached) = self.known.get(&hash) {
-            if f64::from(self.seconds_since_start() - cached.loaded_at) < max_age {
+            let fresh = self
+                .max_staleness
+                .is_none_or(|max_age| f64::from(self.seconds_since_start() - cached.loaded_at) < max_age.as_secs_f64());
+            if fresh {
                 return Ok(Some(cached));
             }
             self.known.remove(&hash);
@@ -218,9 +245,12 @@ impl Verifier {
 
     fn record_use(&self, key: &VerifiedKey, now: DateTime<Utc>) {
         let second = now.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
-        if key.last_used_second.fetch_max(second, Ordering::Relaxed) < second {
+        // A plain load first: the write (and the shared cache line) happens once a second.
+        if key.last_used_second.load(Ordering::Relaxed) < second
+            && key.last_used_second.fetch_max(second, Ordering::Relaxed) < second
+        {
             let mut pending = self.pending_last_used.lock();
-            let entry = pending.entry(key.id).or_insert(now);
+            let entry = pending.entry(key.ulid()).or_insert(now);
             *entry = (*entry).max(now);
         }
     }
@@ -230,7 +260,7 @@ impl Verifier {
     pub fn count_request(&self, key: &Arc<VerifiedKey>, allowed: bool) {
         let counter = if allowed { &key.pending_allowed } else { &key.pending_refused };
         counter.fetch_add(1, Ordering::Relaxed);
-        if !key.queued_for_usage.swap(true, Ordering::AcqRel) {
+        if !key.queued_for_usage.load(Ordering::Acquire) && !key.queued_for_usage.swap(true, Ordering::AcqRel) {
             self.pending_usage.lock().push(key.clone());
         }
     }

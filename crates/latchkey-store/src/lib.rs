@@ -129,6 +129,12 @@ pub trait Store: Send + Sync + 'static {
     async fn watch_invalidations(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
         Ok(None)
     }
+
+    /// True when other processes may change keys behind this one's back (several
+    /// instances on one database), so cached answers need a staleness bound.
+    fn shared_by_instances(&self) -> bool {
+        false
+    }
 }
 
 /// Requests made with one key on one UTC day.

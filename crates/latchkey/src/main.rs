@@ -76,8 +76,9 @@ struct ServeArgs {
     #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 1_000_000)]
     cache_capacity: usize,
     /// The longest a cached answer is served without re-reading the store, in seconds.
-    #[arg(long, env = "LATCHKEY_CACHE_MAX_STALENESS", default_value_t = 5.0)]
-    cache_max_staleness: f64,
+    /// Default: 5 on PostgreSQL (several instances), unbounded on SQLite.
+    #[arg(long, env = "LATCHKEY_CACHE_MAX_STALENESS")]
+    cache_max_staleness: Option<f64>,
     /// Failed verifications (unknown keys) allowed per client address and window; 0 = off.
     #[arg(long, env = "LATCHKEY_FAILURE_LIMIT", default_value_t = 60)]
     failure_limit: u32,
@@ -139,7 +140,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         key_format: args.database.key_format()?,
         trusted_proxies: args.trust_proxy.parse::<TrustedProxies>().map_err(anyhow::Error::msg)?,
         cache_capacity: args.cache_capacity,
-        cache_max_staleness: Duration::from_secs_f64(args.cache_max_staleness),
+        cache_max_staleness: args.cache_max_staleness.map(Duration::from_secs_f64),
         failure_throttle: ThrottleConfig { max_failures: args.failure_limit, window_seconds: args.failure_window },
         ..ServerConfig::default()
     };

@@ -73,8 +73,8 @@ impl VerifiedMetadata {
             permission: key.permission.as_str().to_owned(),
             scopes: key.scopes.to_strings(),
             expires_at: key.expires_at(),
-            owner_id: key.owner_id.as_deref().map(str::to_owned),
-            metadata: key.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+            owner_id: key.extras().owner_id.as_deref().map(str::to_owned),
+            metadata: key.extras().metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
         }
     }
 }
@@ -121,7 +121,7 @@ async fn judge(
     } else if let Err(unmet) = requirement.check(key.permission, key.site_ulid(), &key.scopes) {
         denied(unmet_code(unmet), None)
     } else if let Some(Err(retry_after)) =
-        key.ratelimit.map(|limit| state.key_rate_limiter.admit(key.ulid(), limit, now.timestamp()))
+        key.extras().ratelimit.map(|limit| state.key_rate_limiter.admit(key.ulid(), limit, now.timestamp()))
     {
         denied(ErrorCode::RateLimited, Some(retry_after))
     } else if key.has_credits {
@@ -225,9 +225,10 @@ pub async fn verify_key(
 /// The level a forwarded request needs by default: the Forja seed's table, where reading
 /// needs Read and anything that changes data needs Write.
 fn level_for_method(method: &str) -> Permission {
-    match method.to_ascii_uppercase().as_str() {
-        "GET" | "HEAD" | "OPTIONS" => Permission::Read,
-        _ => Permission::Write,
+    if ["GET", "HEAD", "OPTIONS"].iter().any(|read| method.eq_ignore_ascii_case(read)) {
+        Permission::Read
+    } else {
+        Permission::Write
     }
 }
 
@@ -315,7 +316,7 @@ fn allowed(key: &VerifiedKey) -> Response {
     set("x-latchkey-site", key.site_id().map(|id| id.to_string()).unwrap_or_default());
     set("x-latchkey-permission", key.permission.as_str().to_owned());
     set("x-latchkey-scopes", key.scopes.to_strings().join(" "));
-    if let Some(owner) = &key.owner_id {
+    if let Some(owner) = &key.extras().owner_id {
         set("x-latchkey-owner", owner.to_string());
     }
     response
