@@ -195,6 +195,13 @@ impl Scope {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scopes(Vec<Scope>);
 
+/// Written as a list of strings (`["flows:execute"]`).
+impl Serialize for Scopes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|scope| scope.as_str()))
+    }
+}
+
 impl Scopes {
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, InvalidValue> {
         if raw.len() > MAX_SCOPES {

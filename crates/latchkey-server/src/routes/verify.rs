@@ -37,44 +37,59 @@ pub struct VerifyBody {
     pub cost: Option<u64>,
 }
 
-/// The key's metadata, present whenever the key exists (even when refused).
+/// The key's metadata, present whenever the key exists (even when refused). Borrowed
+/// from the cache entry and written straight into the response: no copies on the hot path.
 #[derive(Serialize, ToSchema)]
-pub struct VerifiedMetadata {
-    pub key_id: String,
-    pub name: String,
-    pub site_id: Option<String>,
-    pub permission: String,
-    pub scopes: Vec<String>,
+pub struct VerifiedMetadata<'a> {
+    #[schema(value_type = String, example = "key_01JD2Z6M3X5Q7W9E1R3T5Y7U9I")]
+    pub key_id: PrefixedId,
+    pub name: &'a str,
+    #[schema(value_type = Option<String>)]
+    pub site_id: Option<PrefixedId>,
+    pub permission: &'static str,
+    #[schema(value_type = Vec<String>)]
+    pub scopes: &'a latchkey_core::Scopes,
     pub expires_at: Option<DateTime<Utc>>,
-    pub owner_id: Option<String>,
+    pub owner_id: Option<&'a str>,
+    /// The free JSON object stored with the key.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<&'a serde_json::value::RawValue>,
+}
+
+/// An id written as `<prefix><ULID>` without building a string first.
+pub struct PrefixedId(&'static str, latchkey_core::Ulid);
+
+impl Serialize for PrefixedId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}{}", self.0, self.1))
+    }
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct VerifyAnswer {
+pub struct VerifyAnswer<'a> {
     pub valid: bool,
-    /// `valid`, `not_found`, `blocked`, `expired`, `insufficient_permission`,
-    /// `missing_scope` or `wrong_site`.
+    /// `valid`, `not_found`, `blocked`, `expired`, `ip_not_allowed`, `insufficient_permission`,
+    /// `missing_scope`, `wrong_site`, `rate_limited` or `usage_exceeded`.
     pub code: &'static str,
     #[serde(flatten)]
-    pub metadata: Option<VerifiedMetadata>,
+    pub metadata: Option<VerifiedMetadata<'a>>,
     /// Credits left after this request, for keys with usage credits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u64>,
 }
 
-impl VerifiedMetadata {
-    fn of(key: &VerifiedKey) -> Self {
+impl<'a> VerifiedMetadata<'a> {
+    fn of(key: &'a VerifiedKey) -> Self {
+        let extras = key.extras();
         Self {
-            key_id: key.id().to_string(),
-            name: key.name.to_string(),
-            site_id: key.site_id().map(|id| id.to_string()),
-            permission: key.permission.as_str().to_owned(),
-            scopes: key.scopes.to_strings(),
+            key_id: PrefixedId(latchkey_core::KeyId::PREFIX, key.ulid()),
+            name: &key.name,
+            site_id: key.site_ulid().map(|site| PrefixedId(SiteId::PREFIX, site)),
+            permission: key.permission.as_str(),
+            scopes: &key.scopes,
             expires_at: key.expires_at(),
-            owner_id: key.extras().owner_id.as_deref().map(str::to_owned),
-            metadata: key.extras().metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
+            owner_id: extras.owner_id.as_deref(),
+            metadata: extras.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
         }
     }
 }
@@ -183,7 +198,7 @@ pub async fn verify_key(
     State(state): State<AppState>,
     ClientIp(caller_ip): ClientIp,
     ApiJson(body): ApiJson<VerifyBody>,
-) -> Result<Json<VerifyAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let requirement = parse_requirement(
         body.permission.as_deref(),
         body.scopes.as_deref().unwrap_or_default(),
@@ -197,12 +212,16 @@ pub async fn verify_key(
     if cost > 1_000_000 {
         return Err(ApiError::validation("cost must be between 0 and 1000000"));
     }
-    let answer = match judge(&state, &body.key, &requirement, ip, cost).await? {
-        Verdict::Valid { key, remaining } => {
-            VerifyAnswer { valid: true, code: "valid", metadata: Some(VerifiedMetadata::of(&key)), remaining }
-        }
+    let verdict = judge(&state, &body.key, &requirement, ip, cost).await?;
+    let answer = match &verdict {
+        Verdict::Valid { key, remaining } => VerifyAnswer {
+            valid: true,
+            code: "valid",
+            metadata: Some(VerifiedMetadata::of(key)),
+            remaining: *remaining,
+        },
         Verdict::Refused(reason, key) => {
-            if let Some(limited) = throttle_guess(&state, reason, caller_ip) {
+            if let Some(limited) = throttle_guess(&state, *reason, caller_ip) {
                 return Err(limited);
             }
             let code = match reason {
@@ -215,11 +234,11 @@ pub async fn verify_key(
         Verdict::Denied { code, key, .. } => VerifyAnswer {
             valid: false,
             code: code.describe().0,
-            metadata: Some(VerifiedMetadata::of(&key)),
+            metadata: Some(VerifiedMetadata::of(key)),
             remaining: None,
         },
     };
-    Ok(Json(answer))
+    Ok(Json(answer).into_response())
 }
 
 /// The level a forwarded request needs by default: the Forja seed's table, where reading
