@@ -14,6 +14,11 @@ use std::time::Duration;
 
 mod migrate;
 
+/// mimalloc: the verification path allocates small, short-lived objects on every worker
+/// thread, and a million cached entries must not fragment into glibc's per-thread arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "Self-hosted API key management")]
 struct Cli {
