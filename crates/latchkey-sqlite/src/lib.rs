@@ -17,7 +17,7 @@ use latchkey_store::{
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -255,6 +255,10 @@ async fn replace_key(
     Ok(())
 }
 
+/// Rows per statement in the batched last-used and usage writes (4 binds each, far
+/// below SQLite's variable limit).
+const FLUSH_CHUNK: usize = 500;
+
 fn page_limit(page: &Page) -> i64 {
     i64::from(page.limit.max(1))
 }
@@ -478,15 +482,20 @@ impl Store for SqliteStore {
         if uses.is_empty() {
             return Ok(());
         }
+        // Multi-row statements: with many distinct keys a statement per key costs more
+        // CPU than the requests that caused it.
         let mut tx = self.begin().await?;
-        for (key, at) in uses {
+        for chunk in uses.chunks(FLUSH_CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), used.at)
+                   FROM (SELECT column1 AS id, column2 AS at FROM (",
+            );
+            query.push_values(chunk, |mut row, (key, at)| {
+                row.push_bind(key.as_str()).push_bind(millis(*at));
+            });
             // MAX: batches from several flushes may arrive out of order.
-            sqlx::query("UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?")
-                .bind(millis(*at))
-                .bind(key.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+            query.push(")) AS used WHERE keys.id = used.id");
+            query.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
     }
@@ -496,22 +505,25 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        for count in counts {
-            // INSERT … SELECT … WHERE EXISTS: a key deleted since it was counted is skipped
-            // instead of failing the whole batch on the foreign key.
-            sqlx::query(
+        for chunk in counts.chunks(FLUSH_CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO key_usage (key_id, day, allowed, refused)
-                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM keys WHERE id = ?1)
+                 SELECT column1, column2, column3, column4 FROM (",
+            );
+            query.push_values(chunk, |mut row, count| {
+                row.push_bind(count.key_id.as_str())
+                    .push_bind(count.day)
+                    .push_bind(count.allowed as i64)
+                    .push_bind(count.refused as i64);
+            });
+            // WHERE EXISTS: a key deleted since it was counted is skipped instead of
+            // failing the batch on the foreign key.
+            query.push(
+                ") AS counted WHERE EXISTS (SELECT 1 FROM keys WHERE keys.id = counted.column1)
                  ON CONFLICT (key_id, day) DO UPDATE
                     SET allowed = allowed + excluded.allowed, refused = refused + excluded.refused",
-            )
-            .bind(count.key_id.as_str())
-            .bind(count.day)
-            .bind(count.allowed as i64)
-            .bind(count.refused as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            );
+            query.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
     }
