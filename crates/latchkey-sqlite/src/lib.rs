@@ -9,7 +9,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
-use latchkey_store::rows::{millis, AuditRow, CreditColumns, KeyRow, SiteRow, KEY_COLUMNS};
+use latchkey_store::rows::{
+    millis, plan_credit_spend, AuditRow, CreditColumns, CreditPlan, KeyRow, SiteRow, KEY_COLUMNS,
+};
 use latchkey_store::{
     must_keep_a_master, AuditFilter, Audited, CreditSpend, ImportBatch, KeyFilter, Page, Store, StoreError,
     StoreResult, UsageCount,
@@ -433,23 +435,17 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
-        let credits = match row {
-            Some(row) => CreditColumns {
-                remaining: row.get("credits_remaining"),
-                refill_interval: row.get("credits_refill_interval"),
-                refill_amount: row.get("credits_refill_amount"),
-                refilled_at: row.get("credits_refilled_at"),
-            }
-            .into_credits()?,
-            None => None,
+        let stored = row.map(|row| CreditColumns {
+            remaining: row.get("credits_remaining"),
+            refill_interval: row.get("credits_refill_interval"),
+            refill_amount: row.get("credits_refill_amount"),
+            refilled_at: row.get("credits_refilled_at"),
+        });
+        let (remaining, columns) = match plan_credit_spend(stored, cost, now)? {
+            CreditPlan::NotLimited => return Ok(CreditSpend::NotLimited),
+            CreditPlan::Exhausted => return Ok(CreditSpend::Exhausted),
+            CreditPlan::Write { remaining, columns } => (remaining, columns),
         };
-        let Some(credits) = credits else {
-            return Ok(CreditSpend::NotLimited);
-        };
-        let Some(after) = credits.spend(cost, now) else {
-            return Ok(CreditSpend::Exhausted);
-        };
-        let columns = CreditColumns::of(Some(&after));
         sqlx::query("UPDATE keys SET credits_remaining = ?, credits_refilled_at = ? WHERE id = ?")
             .bind(columns.remaining)
             .bind(columns.refilled_at)
@@ -458,7 +454,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        Ok(CreditSpend::Spent { remaining: after.remaining })
+        Ok(CreditSpend::Spent { remaining })
     }
 
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {

@@ -82,6 +82,27 @@ struct StoredOptions {
     rotated_to: Option<String>,
 }
 
+/// What a credit spend must write, decided from the stored columns by the core's rules.
+pub enum CreditPlan {
+    /// The key has no credits (or is gone): nothing to write.
+    NotLimited,
+    /// The balance cannot cover the cost: nothing to write.
+    Exhausted,
+    /// Write `remaining` and `refilled_at`, then answer `Spent { remaining }`.
+    Write { remaining: u64, columns: CreditColumns },
+}
+
+/// Shared by every backend: the SQL reads the row (locked) and writes the plan's columns.
+pub fn plan_credit_spend(stored: Option<CreditColumns>, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditPlan> {
+    let Some(credits) = stored.map(CreditColumns::into_credits).transpose()?.flatten() else {
+        return Ok(CreditPlan::NotLimited);
+    };
+    Ok(match credits.spend(cost, now) {
+        Some(after) => CreditPlan::Write { remaining: after.remaining, columns: CreditColumns::of(Some(&after)) },
+        None => CreditPlan::Exhausted,
+    })
+}
+
 /// Credits as their four columns.
 pub struct CreditColumns {
     pub remaining: Option<i64>,
