@@ -25,15 +25,8 @@ pub struct KeyOptions {
     pub rotated_to: Option<KeyId>,
 }
 
-impl KeyOptions {
-    /// True when the key may be used from `ip`. No allowlist: anywhere. An allowlist and
-    /// an unknown address: nowhere.
-    pub fn allows_ip(&self, ip: Option<IpAddr>) -> bool {
-        allows_ip(&self.ip_allowlist, ip)
-    }
-}
-
-/// An empty allowlist allows every address; otherwise `ip` must be known and listed.
+/// True when a key with this allowlist may be used from `ip`. No allowlist: anywhere. An
+/// allowlist and an unknown address: nowhere.
 pub fn allows_ip(allowlist: &[IpNetwork], ip: Option<IpAddr>) -> bool {
     allowlist.is_empty() || ip.is_some_and(|ip| allowlist.iter().any(|net| net.contains(ip)))
 }
@@ -232,14 +225,13 @@ mod tests {
 
     #[test]
     fn allowlists_match_ipv4_and_ipv6_networks() {
-        let options =
-            KeyOptions { ip_allowlist: parse_allowlist(&["10.0.0.0/8", "::1/128"]).unwrap(), ..KeyOptions::default() };
-        assert!(options.allows_ip(Some("10.20.30.40".parse().unwrap())));
-        assert!(options.allows_ip(Some("::1".parse().unwrap())));
-        assert!(!options.allows_ip(Some("11.0.0.1".parse().unwrap())));
-        assert!(!options.allows_ip(Some("::2".parse().unwrap())));
-        assert!(!options.allows_ip(None));
-        assert!(KeyOptions::default().allows_ip(None));
+        let list = parse_allowlist(&["10.0.0.0/8", "::1/128"]).unwrap();
+        assert!(allows_ip(&list, Some("10.20.30.40".parse().unwrap())));
+        assert!(allows_ip(&list, Some("::1".parse().unwrap())));
+        assert!(!allows_ip(&list, Some("11.0.0.1".parse().unwrap())));
+        assert!(!allows_ip(&list, Some("::2".parse().unwrap())));
+        assert!(!allows_ip(&list, None));
+        assert!(allows_ip(&[], None));
         assert!("10.0.0.0/33".parse::<IpNetwork>().is_err());
         assert!("192.168.0.0/23".parse::<IpNetwork>().unwrap().contains("192.168.1.9".parse().unwrap()));
     }

@@ -298,8 +298,8 @@ pub async fn forward_auth(
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
         .unwrap_or(method.as_str());
-    let permission = query.permission.clone().unwrap_or_else(|| level_for_method(original_method).as_str().to_owned());
-    let requirement = parse_requirement(Some(&permission), &query.scopes, query.site.as_deref())?;
+    let mut requirement = parse_requirement(query.permission.as_deref(), &query.scopes, query.site.as_deref())?;
+    requirement.permission.get_or_insert_with(|| level_for_method(original_method));
     let Some(presented) = presented_key(&headers).filter(|key| !key.is_empty()) else {
         return Err(ApiError::new(ErrorCode::MissingApiKey, "send the API key in the X-API-Key header"));
     };
