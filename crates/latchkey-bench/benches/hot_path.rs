@@ -1,14 +1,13 @@
 //! Criterion microbenchmarks of the verification hot path, piece by piece: parse +
-//! checksum, SHA-256, and a whole `Verifier::check` that hits the cache. Together they say
+//! checksum, SHA-256, and a whole `Service::verify` (the one verification entry) that hits the cache. Together they say
 //! how much of a verify request's server time is Latchkey's own work and how much is HTTP.
 //! Run with `cargo bench -p latchkey-bench`.
 
-use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use latchkey_core::{KeyFormat, ParsedKey, Permission};
 use latchkey_server::state::AppState;
-use latchkey_server::verification::KeyLookup;
 use latchkey_server::{ServerConfig, SystemClock};
+use latchkey_service::{Check, Presented, Verdict};
 use latchkey_sqlite::SqliteStore;
 use latchkey_store::{conformance, ImportBatch, SharedStore, Store};
 use std::hint::black_box;
@@ -28,7 +27,7 @@ fn cache_hit(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let secret = KeyFormat::default().generate();
-    let verifier = runtime.block_on(async {
+    let service = runtime.block_on(async {
         let path = dir.path().join("bench.db");
         let store = SqliteStore::open(path.to_str().expect("UTF-8 temp path")).await.expect("open store");
         let site = conformance::new_site("Bench");
@@ -44,18 +43,19 @@ fn cache_hit(c: &mut Criterion) {
         // Built the way the server builds it (its default configuration), so the bench
         // follows the server's own choices of capacity and staleness.
         let state = AppState::new(store, ServerConfig::default(), Arc::new(SystemClock));
-        let verifier = state.verifier.clone();
+        let service = state.service.clone();
         // The first check loads the key from SQLite; every one after is a cache hit.
-        let first = verifier.check(secret.expose(), Utc::now()).await.expect("store answers");
-        assert!(matches!(first, KeyLookup::Usable(_)), "the seeded key verifies");
-        verifier
+        let first = service.verify(Presented::Key(secret.expose()), &Check::default()).await.expect("store answers");
+        assert!(matches!(first, Verdict::Allowed { .. }), "the seeded key verifies");
+        service
     });
-    assert_eq!(verifier.cached_keys(), 1);
+    assert_eq!(service.cached_keys(), 1);
     let presented = secret.expose().to_owned();
-    c.bench_function("Verifier::check, cache hit", |b| {
+    let check = Check::default();
+    c.bench_function("Service::verify, cache hit", |b| {
         b.to_async(&runtime).iter(|| async {
-            match verifier.check(black_box(&presented), Utc::now()).await {
-                Ok(KeyLookup::Usable(key)) => key,
+            match service.verify(Presented::Key(black_box(&presented)), &check).await {
+                Ok(Verdict::Allowed { key, .. }) => key,
                 _ => panic!("a cached key stays usable"),
             }
         })

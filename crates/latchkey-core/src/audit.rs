@@ -184,6 +184,16 @@ impl AuditChange {
             .collect()
     }
 
+    /// A new record that has only a name worth recording (a site).
+    pub fn created_named(name: &str) -> Vec<AuditChange> {
+        vec![AuditChange { field: "name".to_owned(), before: None, after: Some(name.to_owned()) }]
+    }
+
+    /// A record that is gone, named by what it was called.
+    pub fn removed(name: &str) -> AuditChange {
+        AuditChange { field: "name".to_owned(), before: Some(name.to_owned()), after: None }
+    }
+
     pub fn renamed(field: &str, before: &str, after: &str) -> AuditChange {
         AuditChange { field: field.to_owned(), before: Some(before.to_owned()), after: Some(after.to_owned()) }
     }

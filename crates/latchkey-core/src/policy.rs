@@ -5,15 +5,19 @@
 //! API; only Admin and Master may view, create, block or delete keys; Admin is confined
 //! to its own site and cannot touch Master keys; Master is system-wide.
 
+use crate::audit::Actor;
 use crate::ids::SiteId;
 use crate::records::KeyRecord;
 use crate::values::{Permission, Scopes};
 
-/// The authenticated key making a request, reduced to what the policy needs.
+/// Who is acting: the level and site the policy decides on, and the `Actor` that the
+/// audit trail records. Every operation takes one; every front-end (API, dashboard, CLI)
+/// builds it from a verified key, never from what a request claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub permission: Permission,
     pub site_id: Option<SiteId>,
+    pub actor: Actor,
 }
 
 /// Why an action is refused. Each variant maps to one HTTP answer.
@@ -31,6 +35,11 @@ pub enum Denied {
 }
 
 impl Caller {
+    /// The server itself, acting with Master rights (the bootstrap key, leak reports).
+    pub fn system() -> Self {
+        Self { permission: Permission::Master, site_id: None, actor: Actor::system() }
+    }
+
     pub fn is_master(&self) -> bool {
         self.permission == Permission::Master
     }
@@ -55,7 +64,7 @@ impl Caller {
 
     /// Viewing and managing keys and audit records at all (before any target is known).
     pub fn may_manage_keys(&self) -> Result<(), Denied> {
-        if self.permission >= Permission::Admin {
+        if self.permission.includes(Permission::Admin) {
             Ok(())
         } else {
             Err(Denied::InsufficientPermission("only Admin and Master keys can manage keys"))
@@ -82,7 +91,7 @@ impl Caller {
         }
         // Admin cannot see Master keys: the seed's Master is system-wide, above any site.
         match &target.site_id {
-            Some(site) if self.is_admin_of(site) && target.permission <= Permission::Admin => Ok(()),
+            Some(site) if self.is_admin_of(site) && Permission::Admin.includes(target.permission) => Ok(()),
             _ => Err(Denied::NotVisible),
         }
     }
@@ -90,7 +99,7 @@ impl Caller {
     /// Creating a key at `permission` in `site`, or raising an existing key to it.
     pub fn may_grant(&self, permission: Permission, site: Option<&SiteId>) -> Result<(), Denied> {
         self.may_manage_keys()?;
-        if permission > self.permission {
+        if !self.permission.includes(permission) {
             return Err(Denied::InsufficientPermission("a key cannot grant a level above its own"));
         }
         match (permission, site) {
@@ -100,6 +109,17 @@ impl Caller {
             (_, Some(site)) if self.is_master() || self.is_admin_of(site) => Ok(()),
             (_, Some(_)) => Err(Denied::SiteNotVisible),
         }
+    }
+
+    /// The levels a key created or edited by this caller in `site` may have, lowest
+    /// first: what a form offers. Master keys have no site, other keys must have one.
+    pub fn grantable_levels(&self, site: Option<&SiteId>) -> Vec<Permission> {
+        Permission::ALL.into_iter().filter(|level| self.may_grant(*level, site).is_ok()).collect()
+    }
+
+    /// The levels offered when creating a key, site not chosen yet.
+    pub fn creatable_levels(&self) -> Vec<Permission> {
+        Permission::ALL.into_iter().filter(|level| self.permission.includes(*level)).collect()
     }
 }
 
@@ -121,6 +141,17 @@ pub enum Unmet {
 }
 
 impl Requirement {
+    /// At least `permission`, any site, no scopes.
+    pub fn at_least(permission: Permission) -> Self {
+        Self { permission: Some(permission), ..Self::default() }
+    }
+
+    /// Signing in to the dashboard: the Forja seed lets only Admin and Master view and
+    /// manage keys, so only they may open the page that does it.
+    pub fn dashboard() -> Self {
+        Self::at_least(Permission::Admin)
+    }
+
     /// Checks site first (a key of another site learns nothing else), then level, then scopes.
     pub fn check(&self, permission: Permission, site: Option<ulid::Ulid>, scopes: &Scopes) -> Result<(), Unmet> {
         if let Some(required) = self.site {
@@ -128,7 +159,7 @@ impl Requirement {
                 return Err(Unmet::WrongSite);
             }
         }
-        if self.permission.is_some_and(|required| permission < required) {
+        if self.permission.is_some_and(|required| !permission.includes(required)) {
             return Err(Unmet::InsufficientPermission);
         }
         if !scopes.contains_all(&self.scopes) {
@@ -144,7 +175,7 @@ mod tests {
     use crate::records::fixtures::key;
 
     fn caller(permission: Permission, site: Option<&SiteId>) -> Caller {
-        Caller { permission, site_id: site.cloned() }
+        Caller { permission, site_id: site.cloned(), actor: Actor::system() }
     }
 
     #[test]

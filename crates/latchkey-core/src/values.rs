@@ -96,7 +96,11 @@ impl Description {
 }
 
 /// The four levels of the Forja seed, ordered: Read < Write < Admin < Master.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Deliberately not `PartialOrd`: only the policy in this crate compares levels (through
+/// the crate-private [`Permission::rank`]), so no handler can decide on its own that a
+/// level is "high enough". Ask `Caller` or `Requirement` instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
     Read,
@@ -108,6 +112,16 @@ pub enum Permission {
 
 impl Permission {
     pub const ALL: [Permission; 4] = [Permission::Read, Permission::Write, Permission::Admin, Permission::Master];
+
+    /// The level's place in the order; visible to the policy only.
+    pub(crate) fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// True when this level includes everything `other` may do.
+    pub(crate) fn includes(self, other: Permission) -> bool {
+        self.rank() >= other.rank()
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -245,9 +259,9 @@ mod tests {
 
     #[test]
     fn permissions_are_ordered_as_in_the_seed() {
-        assert!(Permission::Read < Permission::Write);
-        assert!(Permission::Write < Permission::Admin);
-        assert!(Permission::Admin < Permission::Master);
+        assert!(Permission::Write.includes(Permission::Read) && !Permission::Read.includes(Permission::Write));
+        assert!(Permission::Admin.includes(Permission::Write) && !Permission::Write.includes(Permission::Admin));
+        assert!(Permission::Master.includes(Permission::Admin) && !Permission::Admin.includes(Permission::Master));
         assert_eq!("admin".parse::<Permission>().unwrap(), Permission::Admin);
         assert!("owner".parse::<Permission>().is_err());
     }

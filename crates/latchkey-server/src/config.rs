@@ -1,9 +1,9 @@
 //! The server's configuration, as a value passed in (no global state). The binary builds
 //! it from flags and environment variables; tests build it directly.
 
-use crate::throttle::ThrottleConfig;
 use axum::http::HeaderMap;
 use latchkey_core::{IpNetwork, KeyFormat};
+use latchkey_service::{ServiceConfig, ThrottleConfig};
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +26,19 @@ pub struct ServerConfig {
     pub failure_throttle: ThrottleConfig,
     /// A dashboard session ends after this long without a request.
     pub session_idle_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The part of the configuration that the operations need.
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            key_format: self.key_format.clone(),
+            cache_capacity: self.cache_capacity,
+            cache_max_staleness: self.cache_max_staleness,
+            negative_cache_ttl: self.negative_cache_ttl,
+            failure_throttle: self.failure_throttle,
+        }
+    }
 }
 
 impl Default for ServerConfig {

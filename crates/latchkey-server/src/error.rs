@@ -4,8 +4,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::{Denied, InvalidValue};
-use latchkey_store::StoreError;
+use latchkey_core::{Denied, InvalidValue, Refusal};
+use latchkey_service::ServiceError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -28,6 +28,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    CsrfFailed,
     RateLimited,
     UsageExceeded,
     Internal,
@@ -56,6 +57,7 @@ impl ErrorCode {
             NotFound => ("not_found", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             Conflict => ("conflict", StatusCode::CONFLICT),
+            CsrfFailed => ("csrf_failed", StatusCode::FORBIDDEN),
             RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
             UsageExceeded => ("usage_exceeded", StatusCode::TOO_MANY_REQUESTS),
             Internal => ("internal_error", StatusCode::INTERNAL_SERVER_ERROR),
@@ -119,13 +121,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+/// The service's domain errors, in HTTP terms. The dashboard shows the same error as a
+/// page built from this, so both front-ends say the same thing.
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
         match error {
-            StoreError::NotFound => ApiError::not_found("resource"),
-            StoreError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
-            StoreError::LastMaster => ApiError::new(ErrorCode::Conflict, StoreError::LastMaster.to_string()),
-            StoreError::Unavailable(message) => {
+            ServiceError::Denied(Denied::InsufficientPermission(why)) => {
+                ApiError::new(ErrorCode::InsufficientPermission, why)
+            }
+            ServiceError::Denied(Denied::SiteNotVisible) => {
+                ApiError::new(ErrorCode::InsufficientPermission, "this key cannot access that site")
+            }
+            ServiceError::Denied(Denied::NotVisible) => ApiError::not_found("key"),
+            ServiceError::Denied(Denied::Invalid(why)) => ApiError::validation(why),
+            ServiceError::Invalid(message) => ApiError::validation(message),
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+            ServiceError::LastMaster => ApiError::new(ErrorCode::Conflict, ServiceError::LastMaster.to_string()),
+            ServiceError::TooManyRequests { retry_after_seconds } => {
+                let mut error =
+                    ApiError::new(ErrorCode::RateLimited, "too many requests from this address; retry later");
+                error.retry_after_seconds = Some(retry_after_seconds);
+                error
+            }
+            ServiceError::Unavailable(message) => {
                 tracing::error!(%message, "storage error");
                 ApiError::new(ErrorCode::Unavailable, "storage is unavailable; retry later")
             }
@@ -133,16 +152,32 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A policy refusal asked of the core directly (before a body is read, say).
 impl From<Denied> for ApiError {
     fn from(denied: Denied) -> Self {
-        match denied {
-            Denied::InsufficientPermission(why) => ApiError::new(ErrorCode::InsufficientPermission, why),
-            Denied::NotVisible => ApiError::not_found("key"),
-            Denied::SiteNotVisible => {
-                ApiError::new(ErrorCode::InsufficientPermission, "this key cannot access that site")
-            }
-            Denied::Invalid(why) => ApiError::validation(why),
-        }
+        ServiceError::from(denied).into()
+    }
+}
+
+/// A presented key refused by the one verification entry: the same word as `/verify`'s `code`.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let code = match refusal {
+            Refusal::MissingKey => ErrorCode::MissingApiKey,
+            Refusal::InvalidKey => ErrorCode::InvalidApiKey,
+            Refusal::Blocked => ErrorCode::KeyBlocked,
+            Refusal::Expired => ErrorCode::KeyExpired,
+            Refusal::IpNotAllowed => ErrorCode::IpNotAllowed,
+            Refusal::InsufficientPermission => ErrorCode::InsufficientPermission,
+            Refusal::MissingScope => ErrorCode::MissingScope,
+            Refusal::WrongSite => ErrorCode::WrongSite,
+            Refusal::RateLimited { .. } | Refusal::Throttled { .. } => ErrorCode::RateLimited,
+            Refusal::UsageExceeded => ErrorCode::UsageExceeded,
+        };
+        debug_assert_eq!(code.describe().0, refusal.code(), "one vocabulary for refusals");
+        let mut error = ApiError::new(code, refusal.message());
+        error.retry_after_seconds = refusal.retry_after_seconds();
+        error
     }
 }
 
@@ -181,6 +216,15 @@ pub fn redact_keys(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_refusal_has_the_same_code_in_the_error_table() {
+        for refusal in Refusal::EVERY_KIND {
+            let error = ApiError::from(refusal);
+            assert_eq!(error.code.describe().0, refusal.code());
+            assert_eq!(error.retry_after_seconds, refusal.retry_after_seconds());
+        }
+    }
 
     #[test]
     fn keys_are_redacted_from_messages() {

@@ -1,15 +1,15 @@
 //! Extractors that turn every rejection into our JSON error (axum's plain-text
-//! rejections never reach a client), and the authentication of the calling key.
+//! rejections never reach a client), the client's address, and the authentication of
+//! the calling key through the service's one verification entry.
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::verification::{KeyLookup, RefusalReason, VerifiedKey};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use latchkey_core::key_format::DISPLAY_PREFIX_CHARS;
 use latchkey_core::{Actor, Caller};
+use latchkey_service::{Check, Presented, VerifiedKey};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -74,66 +74,49 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
     Some(state.config.trusted_proxies.client_ip(peer, &parts.headers))
 }
 
-/// The authenticated key making a management request.
+/// The client address as seen by this server (socket, or trusted proxy's X-Forwarded-For).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, state)))
+    }
+}
+
+/// The socket peer (the proxy, when there is one), when the server was started with it.
+pub struct PeerAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0)))
+    }
+}
+
+/// The key making a management request, verified through the one verification entry
+/// (so allowlists, rate limits and counting apply as on every other path), and the
+/// `Caller` that the operations take.
 pub struct Authenticated {
     pub key: Arc<VerifiedKey>,
     pub caller: Caller,
-    pub actor: Actor,
 }
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = presented_key(&parts.headers)
-            .filter(|key| !key.is_empty())
-            .ok_or_else(|| ApiError::new(ErrorCode::MissingApiKey, "send the API key in the X-API-Key header"))?;
-        let now = state.clock.now();
-        let key = match state.verifier.check(presented, now).await? {
-            KeyLookup::Usable(key) => key,
-            KeyLookup::Refused(RefusalReason::NotFound, _) => {
-                let ip = client_ip(parts, state);
-                let refused = refusal_error(RefusalReason::NotFound);
-                return Err(throttled(state, ip, now).unwrap_or(refused));
-            }
-            KeyLookup::Refused(reason, key) => {
-                if let Some(key) = &key {
-                    state.verifier.count_request(key, false);
-                }
-                return Err(refusal_error(reason));
-            }
-        };
+        let presented = Presented::from_header(presented_key(&parts.headers));
         let ip = client_ip(parts, state);
-        if !key.allows_ip(ip) {
-            state.verifier.count_request(&key, false);
-            return Err(ApiError::new(ErrorCode::IpNotAllowed, "this key may not be used from this address"));
-        }
-        state.verifier.count_request(&key, true);
-        let caller = Caller { permission: key.permission, site_id: key.site_id() };
+        let key = state.service.verify(presented, &Check::any_valid_key(ip)).await?.allowed()?;
         let actor = Actor {
             key_id: Some(key.id()),
-            // The presented key passed its checksum, so it has more than 12 ASCII characters.
-            key_prefix: Some(presented[..DISPLAY_PREFIX_CHARS].to_owned()),
+            key_prefix: presented.display_prefix(),
             source_ip: ip.map(|ip| ip.to_string()),
         };
-        Ok(Authenticated { key, caller, actor })
+        let caller = key.caller(actor);
+        Ok(Authenticated { key, caller })
     }
-}
-
-pub fn refusal_error(reason: RefusalReason) -> ApiError {
-    match reason {
-        RefusalReason::NotFound => ApiError::new(ErrorCode::InvalidApiKey, "the API key is not valid"),
-        RefusalReason::Blocked => ApiError::new(ErrorCode::KeyBlocked, "the API key is blocked"),
-        RefusalReason::Expired => ApiError::new(ErrorCode::KeyExpired, "the API key has expired"),
-    }
-}
-
-/// Counts a failed verification from `ip`; returns the 429 to answer instead when the
-/// address is over its limit.
-pub fn throttled(state: &AppState, ip: Option<IpAddr>, now: chrono::DateTime<chrono::Utc>) -> Option<ApiError> {
-    let retry_after = state.throttle.record_failure(ip, now.timestamp())?;
-    let mut error =
-        ApiError::new(ErrorCode::RateLimited, "too many failed verifications from this address; retry later");
-    error.retry_after_seconds = Some(retry_after);
-    Some(error)
 }

@@ -1,24 +1,19 @@
-//! Latchkey's HTTP layer: the management API, the verification path, and the server's
-//! lifecycle (background flushes, graceful shutdown). Only this crate knows about JSON
-//! shapes and status codes.
+//! Latchkey's HTTP front-ends over the service: the JSON management API, the verification
+//! endpoints, the dashboard, and the server's lifecycle (background flushes, graceful
+//! shutdown). Only this crate knows about JSON shapes and status codes; every operation
+//! and every key check goes through `latchkey_service::Service`.
 
-pub mod clock;
 pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
-pub mod management;
-pub mod ratelimit;
 pub mod routes;
 pub mod state;
-pub mod throttle;
-pub mod verification;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::Json;
-use latchkey_store::Invalidation;
 use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
@@ -27,8 +22,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::ServerConfig;
+pub use latchkey_service::{clock, throttle, Clock, ManualClock, SystemClock};
 
 /// Request bodies above this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -97,7 +92,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests and writes the
-/// last-used times still in memory, so a graceful stop loses nothing.
+/// last-used times and usage counts still in memory, so a graceful stop loses nothing.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -105,66 +100,48 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     follow_invalidations(&state).await?;
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
-    let flusher = tokio::spawn(flush_last_used_periodically(state.clone(), stopped));
+    let flusher = tokio::spawn(write_bookkeeping_periodically(state.clone(), stopped));
     let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     // Not `abort`: a flush in progress holds a batch taken out of memory; let it finish.
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
-    if let Err(error) = state.verifier.flush_last_used().await {
-        tracing::error!(%error, "could not write last-used times at shutdown");
-    }
-    if let Err(error) = state.verifier.flush_usage(state.clock.now()).await {
-        tracing::error!(%error, "could not write usage counts at shutdown");
+    if let Err(error) = state.service.write_bookkeeping().await {
+        tracing::error!(%error, "could not write last-used times and usage counts at shutdown");
     }
     served
 }
 
-async fn flush_last_used_periodically(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
+async fn write_bookkeeping_periodically(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(state.config.last_used_flush_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick of an interval fires at once; the first write is due one interval on.
+    ticks.tick().await;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = stopped.changed() => return,
         }
-        state.throttle.prune(state.clock.now().timestamp());
         state.sessions.prune();
-        state.key_rate_limiter.prune(state.clock.now().timestamp());
-        if let Err(error) = state.verifier.flush_last_used().await {
-            tracing::warn!(%error, "could not write last-used times; will retry");
-        }
-        if let Err(error) = state.verifier.flush_usage(state.clock.now()).await {
-            tracing::warn!(%error, "could not write usage counts; will retry");
+        if let Err(error) = state.service.write_bookkeeping().await {
+            tracing::warn!(%error, "could not write last-used times and usage counts; will retry");
         }
     }
 }
 
 /// Applies changes made by other instances (PostgreSQL `LISTEN/NOTIFY`) to this
-/// instance's cache. While the feed is down, the cache is bypassed: a lost notification
-/// must never leave a blocked key cached as usable.
+/// instance's cache.
 async fn follow_invalidations(state: &AppState) -> std::io::Result<()> {
-    let feed = state.store.watch_invalidations().await.map_err(std::io::Error::other)?;
+    let feed = state.service.store().watch_invalidations().await.map_err(std::io::Error::other)?;
     let Some(mut feed) = feed else {
         return Ok(());
     };
-    let verifier = state.verifier.clone();
+    let service = state.service.clone();
     tokio::spawn(async move {
         while let Some(message) = feed.recv().await {
-            match message {
-                Invalidation::Key(hash) => verifier.forget(&hash),
-                Invalidation::Lost => {
-                    tracing::warn!("lost the invalidation feed; serving from the database until it is back");
-                    verifier.bypass_cache_until_resumed();
-                }
-                Invalidation::Resumed => {
-                    tracing::info!("invalidation feed is back; caching again");
-                    verifier.resume_caching();
-                }
-            }
+            service.apply_invalidation(message);
         }
-        // The feed ended for good: never trust the cache again in this process.
-        verifier.bypass_cache_until_resumed();
+        service.invalidation_feed_ended();
     });
     Ok(())
 }

@@ -150,7 +150,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let state = AppState::new(args.database.open().await?, config, Arc::new(SystemClock));
-    if let Some(key) = state.ensure_bootstrap_key().await.map_err(|e| anyhow::anyhow!(e.message))? {
+    if let Some(key) = state.service.ensure_bootstrap_key().await? {
         eprintln!("Created the first Master key. It is shown this once; store it now:");
         println!("{}", key.expose());
     }
@@ -169,7 +169,7 @@ async fn bootstrap(args: DatabaseArgs) -> anyhow::Result<()> {
         ServerConfig { key_format: args.key_format()?, ..Default::default() },
         Arc::new(SystemClock),
     );
-    let key = state.issue_bootstrap_key().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let key = state.service.issue_bootstrap_key().await?;
     println!("{}", key.expose());
     Ok(())
 }

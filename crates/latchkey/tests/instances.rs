@@ -5,8 +5,8 @@
 
 use latchkey_core::{KeyFormat, Permission};
 use latchkey_server::state::AppState;
-use latchkey_server::verification::KeyLookup;
 use latchkey_server::{ServerConfig, SystemClock};
+use latchkey_service::{Check, Presented, Verdict};
 use latchkey_store::{ImportBatch, SharedStore};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -113,7 +113,7 @@ impl Instance {
 /// Creates the schema's first Master key in-process; returns it.
 async fn bootstrap(schema: &Schema) -> String {
     let state = AppState::new(schema.open().await, ServerConfig::default(), Arc::new(SystemClock));
-    state.ensure_bootstrap_key().await.unwrap().expect("an empty schema").expose().to_owned()
+    state.service.ensure_bootstrap_key().await.unwrap().expect("an empty schema").expose().to_owned()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -245,9 +245,9 @@ async fn migrate_moves_ten_thousand_keys_from_sqlite_to_postgres_and_every_key_s
 
     let state = AppState::new(schema.open().await, ServerConfig::default(), Arc::new(SystemClock));
     for secret in &secrets {
-        match state.verifier.check(secret.expose(), chrono::Utc::now()).await.unwrap() {
-            KeyLookup::Usable(_) => {}
-            KeyLookup::Refused(reason, _) => panic!("a migrated key was refused: {reason:?}"),
+        match state.service.verify(Presented::Key(secret.expose()), &Check::default()).await.unwrap() {
+            Verdict::Allowed { .. } => {}
+            Verdict::Refused { refusal, .. } => panic!("a migrated key was refused: {refusal:?}"),
         }
     }
 }

@@ -122,7 +122,7 @@ fn span_text(seconds: i64) -> String {
 }
 
 /// A 30-day sparkline of all requests (allowed + refused), for the keys table.
-pub fn sparkline(days: &[crate::routes::keys::UsageDay]) -> Markup {
+pub fn sparkline(days: &[latchkey_service::keys::UsageDay]) -> Markup {
     let totals: Vec<u64> = days.iter().map(|d| d.allowed + d.refused).collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
     let step = 100.0 / (totals.len().max(2) - 1) as f64;
@@ -141,7 +141,7 @@ pub fn sparkline(days: &[crate::routes::keys::UsageDay]) -> Markup {
 }
 
 /// Daily bars of allowed (green) and refused (red) requests, for the key detail page.
-pub fn usage_chart(days: &[crate::routes::keys::UsageDay]) -> Markup {
+pub fn usage_chart(days: &[latchkey_service::keys::UsageDay]) -> Markup {
     let max = days.iter().map(|d| d.allowed.max(d.refused)).max().unwrap_or(0).max(1) as f64;
     let width = 12.0;
     let allowed: u64 = days.iter().map(|d| d.allowed).sum();
@@ -155,10 +155,10 @@ pub fn usage_chart(days: &[crate::routes::keys::UsageDay]) -> Markup {
                     @let a = day.allowed as f64 / max * 100.0;
                     @let r = day.refused as f64 / max * 100.0;
                     rect x=(x + 1.0) y=(100.0 - a) width=(width / 2.0 - 1.0) height=(a) fill="#1b7f3b" {
-                        title { (day.date) ": " (day.allowed) " allowed" }
+                        title { (day.day) ": " (day.allowed) " allowed" }
                     }
                     rect x=(x + width / 2.0) y=(100.0 - r) width=(width / 2.0 - 1.0) height=(r) fill="#b3261e" {
-                        title { (day.date) ": " (day.refused) " refused" }
+                        title { (day.day) ": " (day.refused) " refused" }
                     }
                 }
             }

@@ -2,13 +2,13 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiQuery, Authenticated};
-use crate::routes::{next_cursor, page};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use latchkey_core::{AuditEvent, Denied, KeyId, SiteId};
-use latchkey_store::AuditFilter;
+use latchkey_core::{AuditEvent, KeyId};
+use latchkey_service::sites::parse_site_filter;
+use latchkey_service::PageRequest;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -79,12 +79,8 @@ pub async fn list_audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     auth.caller.may_manage_keys()?;
-    let requested = match query.site.as_deref() {
-        Some(raw) => Some(SiteId::parse(raw).ok_or(Denied::SiteNotVisible)?),
-        None => None,
-    };
-    let filter = AuditFilter {
-        site: auth.caller.listing_scope(requested.as_ref())?,
+    let filter = latchkey_service::audit::AuditQuery {
+        site: query.site.as_deref().map(parse_site_filter).transpose()?,
         key: match query.key.as_deref() {
             Some(raw) => Some(KeyId::parse(raw).ok_or_else(|| ApiError::validation("key is not a key id"))?),
             None => None,
@@ -94,8 +90,10 @@ pub async fn list_audit(
             None => None,
         },
     };
-    let (page, limit) = page(query.cursor, query.limit)?;
-    let mut events = state.store.list_audit(&filter, &page).await?;
-    let next_cursor = next_cursor(&mut events, limit, |event| event.id.to_string());
-    Ok(Json(AuditList { data: events.into_iter().map(AuditEventView::from).collect(), next_cursor }))
+    let page = PageRequest { cursor: query.cursor, limit: query.limit };
+    let events = state.service.audit().list(&auth.caller, filter, &page).await?;
+    Ok(Json(AuditList {
+        data: events.items.into_iter().map(AuditEventView::from).collect(),
+        next_cursor: events.next_cursor,
+    }))
 }

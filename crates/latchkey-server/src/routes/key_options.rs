@@ -2,9 +2,8 @@
 //! credits, rotation links) and their conversion to and from the core's `KeyOptions`.
 
 use crate::error::ApiError;
-use chrono::{DateTime, Utc};
 use latchkey_core::options::parse_allowlist;
-use latchkey_core::{Credits, KeyOptions, Metadata, OwnerId, RateLimit, Refill};
+use latchkey_core::{CreditsEdit, KeyOptions, Metadata, OwnerId, RateLimit, Refill};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -81,14 +80,14 @@ pub fn parse_ratelimit(body: &RateLimitBody) -> Result<RateLimit, ApiError> {
     Ok(RateLimit::new(body.limit, body.window_seconds)?)
 }
 
-/// New credits start their refill period now, so the first refill comes with the next one.
-pub fn parse_credits(body: &CreditsBody, now: DateTime<Utc>) -> Result<Credits, ApiError> {
+/// The balance and refill plan a body asks for; the service decides the refill period.
+pub fn parse_credits(body: &CreditsBody) -> Result<CreditsEdit, ApiError> {
     let refill = body
         .refill
         .as_ref()
         .map(|r| Ok::<_, ApiError>(Refill { interval: r.interval.parse()?, amount: r.amount }))
         .transpose()?;
-    Ok(Credits { remaining: body.remaining, refill, refilled_at: refill.map(|r| r.interval.period_start(now)) })
+    Ok(CreditsEdit { remaining: body.remaining, refill: Some(refill) })
 }
 
 pub fn parse_ip_allowlist(raw: &[String]) -> Result<Vec<latchkey_core::IpNetwork>, ApiError> {

@@ -2,19 +2,20 @@
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::{ApiJson, ApiQuery, Authenticated};
-use crate::management::NewKey;
 use crate::routes::key_options::{
     parse_credits, parse_ip_allowlist, parse_metadata, parse_owner, parse_ratelimit, CreditsBody, KeyOptionsView,
     RateLimitBody,
 };
-use crate::routes::{future_time, next_cursor, nullable, page};
+use crate::routes::{nullable, rfc3339_time};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use latchkey_core::{AuditAction, Description, KeyName, KeyOptions, KeyRecord, Permission, Scopes, SiteId, Status};
-use latchkey_store::KeyFilter;
+use latchkey_core::{Description, KeyEdit, KeyName, KeyOptions, KeyRecord, NewKey, Permission, Scopes, SiteId};
+use latchkey_service::keys::{KeyQuery, UsageDay as DomainUsageDay};
+use latchkey_service::sites::parse_site_filter;
+use latchkey_service::PageRequest;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -184,22 +185,15 @@ pub async fn list_keys(
     ApiQuery(query): ApiQuery<KeyListQuery>,
 ) -> Result<Json<KeyList>, ApiError> {
     auth.caller.may_manage_keys()?;
-    let requested = match query.site.as_deref() {
-        Some(raw) => Some(SiteId::parse(raw).ok_or(latchkey_core::Denied::SiteNotVisible)?),
-        None => None,
-    };
-    let site = auth.caller.listing_scope(requested.as_ref())?;
-    let (page, limit) = page(query.cursor, query.limit)?;
-    let unused_since = match query.unused_for_days {
-        Some(days @ 1..=3650) => Some(state.clock.now() - chrono::Duration::days(i64::from(days))),
-        Some(_) => return Err(ApiError::validation("unused_for_days must be between 1 and 3650")),
-        None => None,
-    };
-    let filter = KeyFilter { site, owner_id: query.owner_id, unused_since };
-    let mut keys = state.store.list_keys(&filter, &page).await?;
-    let next_cursor = next_cursor(&mut keys, limit, |key| key.id.to_string());
+    let site = query.site.as_deref().map(parse_site_filter).transpose()?;
+    let filter = KeyQuery { site, owner_id: query.owner_id, unused_for_days: query.unused_for_days };
+    let page = PageRequest { cursor: query.cursor, limit: query.limit };
+    let keys = state.service.keys().list(&auth.caller, filter, &page).await?;
     let now = state.clock.now();
-    Ok(Json(KeyList { data: keys.iter().map(|key| KeyView::of(key, now)).collect(), next_cursor }))
+    Ok(Json(KeyList {
+        data: keys.items.iter().map(|key| KeyView::of(key, now)).collect(),
+        next_cursor: keys.next_cursor,
+    }))
 }
 
 /// Creates a key. The response is the only one that ever holds the full key.
@@ -213,28 +207,25 @@ pub async fn create_key(
     ApiJson(body): ApiJson<CreateKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     auth.caller.may_manage_keys()?;
-    let permission = parse_permission(&body.permission)?;
-    let site_id = body.site_id.as_deref().map(parse_site).transpose()?;
-    auth.caller.may_grant(permission, site_id.as_ref())?;
     let now = state.clock.now();
     let spec = NewKey {
         name: KeyName::parse(&body.name)?,
         description: body.description.as_deref().map(Description::parse).transpose()?,
-        permission,
+        permission: parse_permission(&body.permission)?,
         scopes: Scopes::parse(body.scopes.as_deref().unwrap_or_default())?,
-        site_id,
-        expires_at: body.expires_at.as_deref().map(|raw| future_time("expires_at", raw, now)).transpose()?,
+        site_id: body.site_id.as_deref().map(parse_site).transpose()?,
+        expires_at: body.expires_at.as_deref().map(|raw| rfc3339_time("expires_at", raw)).transpose()?,
         options: KeyOptions {
             owner_id: body.owner_id.as_deref().map(parse_owner).transpose()?,
             metadata: body.metadata.as_ref().map(parse_metadata).transpose()?,
             ip_allowlist: parse_ip_allowlist(body.ip_allowlist.as_deref().unwrap_or_default())?,
             ratelimit: body.ratelimit.as_ref().map(parse_ratelimit).transpose()?,
-            credits: body.credits.as_ref().map(|c| parse_credits(c, now)).transpose()?,
+            credits: body.credits.as_ref().map(parse_credits).transpose()?.map(|c| c.applied_to(None, now)),
             rotated_from: None,
             rotated_to: None,
         },
     };
-    let (record, secret) = state.issue_key(&auth.actor, spec).await?;
+    let (record, secret) = state.service.keys().create(&auth.caller, spec).await?;
     let created = CreatedKey { metadata: KeyView::of(&record, now), key: secret.expose().to_owned() };
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -247,11 +238,43 @@ pub async fn get_key(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    let key = state.managed_key(&auth, &id).await?;
+    let key = state.service.keys().get(&auth.caller, &id).await?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }
 
-/// Edits name, description, permission, scopes or expiry. Never the key value.
+impl UpdateKeyBody {
+    /// The edit this body asks for, as the service's domain type.
+    fn to_edit(&self) -> Result<KeyEdit, ApiError> {
+        if self.key.is_some() || self.prefix.is_some() || self.hash.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::ImmutableField,
+                "a key's value, prefix and hash never change; create or rotate a key instead",
+            ));
+        }
+        Ok(KeyEdit {
+            name: self.name.as_deref().map(KeyName::parse).transpose()?,
+            description: self
+                .description
+                .as_ref()
+                .map(|d| d.as_deref().map(Description::parse).transpose())
+                .transpose()?,
+            permission: self.permission.as_deref().map(parse_permission).transpose()?,
+            scopes: self.scopes.as_deref().map(Scopes::parse).transpose()?,
+            expires_at: self
+                .expires_at
+                .as_ref()
+                .map(|e| e.as_deref().map(|raw| rfc3339_time("expires_at", raw)).transpose())
+                .transpose()?,
+            owner_id: self.owner_id.as_ref().map(|o| o.as_deref().map(parse_owner).transpose()).transpose()?,
+            metadata: self.metadata.as_ref().map(|m| m.as_ref().map(parse_metadata).transpose()).transpose()?,
+            ip_allowlist: self.ip_allowlist.as_deref().map(parse_ip_allowlist).transpose()?,
+            ratelimit: self.ratelimit.as_ref().map(|r| r.as_ref().map(parse_ratelimit).transpose()).transpose()?,
+            credits: self.credits.as_ref().map(|c| c.as_ref().map(parse_credits).transpose()).transpose()?,
+        })
+    }
+}
+
+/// Edits name, description, permission, scopes, expiry and settings. Never the key value.
 #[utoipa::path(patch, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)), request_body = UpdateKeyBody,
     responses((status = 200, body = KeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -262,59 +285,9 @@ pub async fn update_key(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateKeyBody>,
 ) -> Result<Json<KeyView>, ApiError> {
-    if body.key.is_some() || body.prefix.is_some() || body.hash.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::ImmutableField,
-            "a key's value, prefix and hash never change; create or rotate a key instead",
-        ));
-    }
-    let now = state.clock.now();
-    let caller = auth.caller.clone();
-    let updated = state
-        .change_key(&auth, &id, AuditAction::KeyUpdated, |before| {
-            let mut after = before.clone();
-            if let Some(name) = &body.name {
-                after.name = KeyName::parse(name)?;
-            }
-            if let Some(description) = &body.description {
-                after.description = description.as_deref().map(Description::parse).transpose()?;
-            }
-            if let Some(permission) = &body.permission {
-                after.permission = parse_permission(permission)?;
-                caller.may_grant(after.permission, after.site_id.as_ref())?;
-            }
-            if let Some(scopes) = &body.scopes {
-                after.scopes = Scopes::parse(scopes)?;
-            }
-            if let Some(expires_at) = &body.expires_at {
-                after.expires_at = expires_at.as_deref().map(|raw| future_time("expires_at", raw, now)).transpose()?;
-            }
-            let options = &mut after.options;
-            if let Some(owner) = &body.owner_id {
-                options.owner_id = owner.as_deref().map(parse_owner).transpose()?;
-            }
-            if let Some(metadata) = &body.metadata {
-                options.metadata = metadata.as_ref().map(parse_metadata).transpose()?;
-            }
-            if let Some(allowlist) = &body.ip_allowlist {
-                options.ip_allowlist = parse_ip_allowlist(allowlist)?;
-            }
-            if let Some(ratelimit) = &body.ratelimit {
-                options.ratelimit = ratelimit.as_ref().map(parse_ratelimit).transpose()?;
-            }
-            if let Some(credits) = &body.credits {
-                options.credits = credits.as_ref().map(|c| parse_credits(c, now)).transpose()?;
-            }
-            Ok(after)
-        })
-        .await?;
-    Ok(Json(KeyView::of(&updated, now)))
-}
-
-async fn set_status(state: &AppState, auth: &Authenticated, id: &str, status: Status) -> Result<KeyView, ApiError> {
-    let action = if status == Status::Blocked { AuditAction::KeyBlocked } else { AuditAction::KeyUnblocked };
-    let updated = state.change_key(auth, id, action, |before| Ok(KeyRecord { status, ..before.clone() })).await?;
-    Ok(KeyView::of(&updated, state.clock.now()))
+    let edit = body.to_edit()?;
+    let updated = state.service.keys().edit(&auth.caller, &id, &edit).await?;
+    Ok(Json(KeyView::of(&updated, state.clock.now())))
 }
 
 /// Blocks a key: it stops working before this returns; the record stays.
@@ -326,7 +299,8 @@ pub async fn block_key(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    Ok(Json(set_status(&state, &auth, &id, Status::Blocked).await?))
+    let blocked = state.service.keys().block(&auth.caller, &id).await?;
+    Ok(Json(KeyView::of(&blocked, state.clock.now())))
 }
 
 #[utoipa::path(post, path = "/keys/{id}/unblock", tag = "keys", params(("id" = String, Path)),
@@ -337,7 +311,8 @@ pub async fn unblock_key(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    Ok(Json(set_status(&state, &auth, &id, Status::Active).await?))
+    let unblocked = state.service.keys().unblock(&auth.caller, &id).await?;
+    Ok(Json(KeyView::of(&unblocked, state.clock.now())))
 }
 
 /// Deletes a key for good: it stops working before this returns.
@@ -349,7 +324,7 @@ pub async fn delete_key(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.delete_key(&auth, &id).await?;
+    state.service.keys().delete(&auth.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -358,8 +333,7 @@ pub async fn delete_key(
     responses((status = 200, body = KeyView), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> Result<Json<KeyView>, ApiError> {
-    // The cache holds only what verification needs; the full record comes from the store.
-    let key = state.store.get_key(&auth.key.id()).await?.ok_or_else(|| ApiError::not_found("key"))?;
+    let key = state.service.keys().own(&auth.caller).await?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }
 
@@ -370,6 +344,12 @@ pub struct UsageDay {
     pub date: String,
     pub allowed: u64,
     pub refused: u64,
+}
+
+impl From<&DomainUsageDay> for UsageDay {
+    fn from(day: &DomainUsageDay) -> Self {
+        Self { date: day.day.format("%Y-%m-%d").to_string(), allowed: day.allowed, refused: day.refused }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -386,38 +366,8 @@ pub struct UsageQuery {
     pub days: Option<u32>,
 }
 
-/// The last `days` UTC days of usage for each key, zero-filled, oldest first.
-pub async fn usage_series(
-    state: &AppState,
-    keys: &[latchkey_core::KeyId],
-    days: u32,
-) -> Result<std::collections::HashMap<latchkey_core::KeyId, Vec<UsageDay>>, ApiError> {
-    let today = latchkey_store::day_number(state.clock.now());
-    let first = today - days as i32 + 1;
-    let rows = state.store.usage(keys, first).await?;
-    let mut series = std::collections::HashMap::new();
-    for key in keys {
-        let mut daily: Vec<UsageDay> = (first..=today)
-            .map(|day| UsageDay {
-                date: DateTime::from_timestamp(i64::from(day) * 86_400, 0)
-                    .map(|at| at.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default(),
-                allowed: 0,
-                refused: 0,
-            })
-            .collect();
-        for row in rows.iter().filter(|row| &row.key_id == key && row.day >= first && row.day <= today) {
-            let slot = &mut daily[(row.day - first) as usize];
-            slot.allowed += row.allowed;
-            slot.refused += row.refused;
-        }
-        series.insert(key.clone(), daily);
-    }
-    Ok(series)
-}
-
 /// Requests per UTC day made with this key, allowed vs refused (counted in memory and
-/// written in batches, so the current minute may not be included yet).
+/// written in batches, so the current second may not be included yet).
 #[utoipa::path(get, path = "/keys/{id}/usage", tag = "keys", params(("id" = String, Path), UsageQuery),
     responses((status = 200, body = KeyUsage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -427,13 +377,9 @@ pub async fn key_usage(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<KeyUsage>, ApiError> {
-    let days = query.days.unwrap_or(30);
-    if !(1..=90).contains(&days) {
-        return Err(ApiError::validation("days must be between 1 and 90"));
-    }
-    let key = state.managed_key(&auth, &id).await?;
-    let mut series = usage_series(&state, std::slice::from_ref(&key.id), days).await?;
-    Ok(Json(KeyUsage { key_id: key.id.to_string(), days: series.remove(&key.id).unwrap_or_default() }))
+    let days = state.service.keys().usage(&auth.caller, &id, query.days.unwrap_or(30)).await?;
+    let key_id = latchkey_service::keys::parse_key_id(&id)?;
+    Ok(Json(KeyUsage { key_id: key_id.to_string(), days: days.iter().map(UsageDay::from).collect() }))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -466,10 +412,7 @@ pub async fn rotate_key(
         })?
     };
     let grace = body.grace_seconds.unwrap_or(0);
-    if grace > 30 * 86_400 {
-        return Err(ApiError::validation("grace_seconds must be between 0 and 2592000 (30 days)"));
-    }
-    let (record, secret) = state.rotate_key(&auth, &id, chrono::Duration::seconds(grace as i64)).await?;
+    let (record, secret) = state.service.keys().rotate(&auth.caller, &id, grace).await?;
     let created = CreatedKey { metadata: KeyView::of(&record, state.clock.now()), key: secret.expose().to_owned() };
     Ok((StatusCode::CREATED, Json(created)))
 }

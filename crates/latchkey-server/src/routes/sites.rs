@@ -2,13 +2,13 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Authenticated};
-use crate::routes::{next_cursor, page};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use latchkey_core::{Site, SiteId, SiteName};
+use latchkey_core::{Site, SiteName};
+use latchkey_service::PageRequest;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -56,18 +56,9 @@ pub async fn list_sites(
     auth: Authenticated,
     ApiQuery(query): ApiQuery<SiteListQuery>,
 ) -> Result<Json<SiteList>, ApiError> {
-    let (page, limit) = page(query.cursor, query.limit)?;
-    let mut sites = if auth.caller.is_master() {
-        state.store.list_sites(&page).await?
-    } else {
-        let own = match &auth.caller.site_id {
-            Some(id) => state.store.get_site(id).await?,
-            None => None,
-        };
-        own.into_iter().filter(|site| page.after.as_deref().is_none_or(|after| site.id.as_str() < after)).collect()
-    };
-    let next_cursor = next_cursor(&mut sites, limit, |site| site.id.to_string());
-    Ok(Json(SiteList { data: sites.into_iter().map(SiteView::from).collect(), next_cursor }))
+    let page = PageRequest { cursor: query.cursor, limit: query.limit };
+    let sites = state.service.sites().list(&auth.caller, &page).await?;
+    Ok(Json(SiteList { data: sites.items.into_iter().map(SiteView::from).collect(), next_cursor: sites.next_cursor }))
 }
 
 #[utoipa::path(post, path = "/sites", tag = "sites", request_body = SiteBody,
@@ -79,18 +70,8 @@ pub async fn create_site(
     ApiJson(body): ApiJson<SiteBody>,
 ) -> Result<(StatusCode, Json<SiteView>), ApiError> {
     auth.caller.may_manage_sites()?;
-    let site = state.create_site(&auth.actor, SiteName::parse(&body.name)?).await?;
+    let site = state.service.sites().create(&auth.caller, SiteName::parse(&body.name)?).await?;
     Ok((StatusCode::CREATED, Json(site.into())))
-}
-
-/// A site the caller cannot see is 403 whether or not it exists, so ids cannot be probed.
-fn visible_site(auth: &Authenticated, id: &str) -> Result<SiteId, ApiError> {
-    let id = SiteId::parse(id);
-    match id {
-        Some(id) if auth.caller.can_view_site(&id) => Ok(id),
-        _ if !auth.caller.is_master() => Err(latchkey_core::Denied::SiteNotVisible.into()),
-        _ => Err(ApiError::not_found("site")),
-    }
 }
 
 #[utoipa::path(get, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)),
@@ -101,9 +82,7 @@ pub async fn get_site(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<SiteView>, ApiError> {
-    let id = visible_site(&auth, &id)?;
-    let site = state.store.get_site(&id).await?.ok_or_else(|| ApiError::not_found("site"))?;
-    Ok(Json(site.into()))
+    Ok(Json(state.service.sites().get(&auth.caller, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)), request_body = SiteBody,
@@ -116,8 +95,7 @@ pub async fn update_site(
     ApiJson(body): ApiJson<SiteBody>,
 ) -> Result<Json<SiteView>, ApiError> {
     auth.caller.may_manage_sites()?;
-    let id = visible_site(&auth, &id)?;
-    let site = state.rename_site(&auth.actor, &id, SiteName::parse(&body.name)?).await?;
+    let site = state.service.sites().rename(&auth.caller, &id, SiteName::parse(&body.name)?).await?;
     Ok(Json(site.into()))
 }
 
@@ -130,8 +108,6 @@ pub async fn delete_site(
     auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    auth.caller.may_manage_sites()?;
-    let id = visible_site(&auth, &id)?;
-    state.delete_site(&auth.actor, &id).await?;
+    state.service.sites().delete(&auth.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

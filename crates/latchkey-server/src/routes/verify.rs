@@ -3,21 +3,18 @@
 //! Neither needs a key of its own: the key being checked is the credential.
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::{client_ip, presented_key, refusal_error, throttled, ApiJson};
+use crate::extract::{presented_key, ApiJson, ApiQuery, ClientIp};
 use crate::state::AppState;
-use crate::verification::{KeyLookup, RefusalReason, VerifiedKey};
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use latchkey_core::{Permission, Requirement, Scopes, SiteId, Unmet};
-use latchkey_store::CreditSpend;
+use latchkey_core::{Permission, Refusal, Requirement, Scopes, SiteId};
+use latchkey_service::{Check, Presented, Verdict, VerifiedKey};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,8 +65,10 @@ impl Serialize for PrefixedId {
 #[derive(Serialize, ToSchema)]
 pub struct VerifyAnswer<'a> {
     pub valid: bool,
-    /// `valid`, `not_found`, `blocked`, `expired`, `ip_not_allowed`, `insufficient_permission`,
-    /// `missing_scope`, `wrong_site`, `rate_limited` or `usage_exceeded`.
+    /// `valid`, or why not, in the error table's words: `invalid_api_key`, `key_blocked`,
+    /// `key_expired`, `ip_not_allowed`, `insufficient_permission`, `missing_scope`,
+    /// `wrong_site`, `rate_limited` or `usage_exceeded`. With `?codes=legacy` the first
+    /// three are `not_found`, `blocked` and `expired`, as before version 0.2.
     pub code: &'static str,
     #[serde(flatten)]
     pub metadata: Option<VerifiedMetadata<'a>>,
@@ -94,72 +93,6 @@ impl<'a> VerifiedMetadata<'a> {
     }
 }
 
-/// The outcome of checking a key for one request.
-enum Verdict {
-    Valid {
-        key: Arc<VerifiedKey>,
-        remaining: Option<u64>,
-    },
-    /// Unknown, blocked or expired.
-    Refused(RefusalReason, Option<Arc<VerifiedKey>>),
-    /// A real, usable key that may not make this request.
-    Denied {
-        code: ErrorCode,
-        key: Arc<VerifiedKey>,
-        retry_after: Option<u64>,
-    },
-}
-
-/// Checks a key for one request, in order: the key itself (exists, not blocked, not
-/// expired), where it is used from, what the request requires, its rate limit, then its
-/// credits (spent only when everything else passed). Counts the request for usage.
-async fn judge(
-    state: &AppState,
-    key: &str,
-    requirement: &Requirement,
-    ip: Option<IpAddr>,
-    cost: u64,
-) -> Result<Verdict, ApiError> {
-    let now = state.clock.now();
-    let key = match state.verifier.check(key, now).await? {
-        KeyLookup::Refused(reason, key) => {
-            if let Some(key) = &key {
-                state.verifier.count_request(key, false);
-            }
-            return Ok(Verdict::Refused(reason, key));
-        }
-        KeyLookup::Usable(key) => key,
-    };
-    let denied = |code, retry_after| Verdict::Denied { code, key: key.clone(), retry_after };
-    let verdict = if !key.allows_ip(ip) {
-        denied(ErrorCode::IpNotAllowed, None)
-    } else if let Err(unmet) = requirement.check(key.permission, key.site_ulid(), &key.scopes) {
-        denied(unmet_code(unmet), None)
-    } else if let Some(Err(retry_after)) =
-        key.extras().ratelimit.map(|limit| state.key_rate_limiter.admit(key.ulid(), limit, now.timestamp()))
-    {
-        denied(ErrorCode::RateLimited, Some(retry_after))
-    } else if key.has_credits {
-        match state.store.spend_credits(&key.id(), cost, now).await? {
-            CreditSpend::Spent { remaining } => Verdict::Valid { key: key.clone(), remaining: Some(remaining) },
-            CreditSpend::Exhausted => denied(ErrorCode::UsageExceeded, None),
-            CreditSpend::NotLimited => Verdict::Valid { key: key.clone(), remaining: None },
-        }
-    } else {
-        Verdict::Valid { key: key.clone(), remaining: None }
-    };
-    state.verifier.count_request(&key, matches!(verdict, Verdict::Valid { .. }));
-    Ok(verdict)
-}
-
-fn unmet_code(unmet: Unmet) -> ErrorCode {
-    match unmet {
-        Unmet::InsufficientPermission => ErrorCode::InsufficientPermission,
-        Unmet::MissingScope => ErrorCode::MissingScope,
-        Unmet::WrongSite => ErrorCode::WrongSite,
-    }
-}
-
 fn parse_requirement(permission: Option<&str>, scopes: &[String], site: Option<&str>) -> Result<Requirement, ApiError> {
     Ok(Requirement {
         permission: permission.map(str::parse::<Permission>).transpose()?,
@@ -172,39 +105,36 @@ fn parse_requirement(permission: Option<&str>, scopes: &[String], site: Option<&
     })
 }
 
-/// Only unknown keys count towards throttling: they are what guessing produces, while a
-/// blocked or expired key is a real key a service may legitimately keep seeing.
-fn throttle_guess(state: &AppState, reason: RefusalReason, ip: Option<IpAddr>) -> Option<ApiError> {
-    (reason == RefusalReason::NotFound).then(|| throttled(state, ip, state.clock.now())).flatten()
-}
-
-/// The client address as seen by this server (socket, or trusted proxy's X-Forwarded-For).
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(client_ip(parts, state)))
-    }
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    /// `legacy`: answer `not_found`, `blocked`, `expired` instead of `invalid_api_key`,
+    /// `key_blocked`, `key_expired`, for clients written before the vocabulary was unified.
+    pub codes: Option<String>,
 }
 
 /// Checks a key. Always 200 for a well-formed request; `valid` says whether to let the
 /// request through, `code` says why not. Counts as a use of the key.
-#[utoipa::path(post, path = "/verify", tag = "verification", request_body = VerifyBody,
+#[utoipa::path(post, path = "/verify", tag = "verification", request_body = VerifyBody, params(VerifyQuery),
     responses((status = 200, body = VerifyAnswer), (status = 422, body = ErrorBody),
               (status = 429, body = ErrorBody, description = "too many failed verifications from this address")))]
 pub async fn verify_key(
     State(state): State<AppState>,
     ClientIp(caller_ip): ClientIp,
+    ApiQuery(query): ApiQuery<VerifyQuery>,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response, ApiError> {
+    let legacy_codes = match query.codes.as_deref() {
+        None => false,
+        Some("legacy") => true,
+        Some(_) => return Err(ApiError::new(ErrorCode::InvalidQuery, "codes must be legacy or absent")),
+    };
     let requirement = parse_requirement(
         body.permission.as_deref(),
         body.scopes.as_deref().unwrap_or_default(),
         body.site_id.as_deref(),
     )?;
-    let ip = match body.ip.as_deref() {
+    let client_ip = match body.ip.as_deref() {
         Some(raw) => Some(raw.trim().parse::<IpAddr>().map_err(|_| ApiError::validation("ip is not an IP address"))?),
         None => caller_ip,
     };
@@ -212,33 +142,27 @@ pub async fn verify_key(
     if cost > 1_000_000 {
         return Err(ApiError::validation("cost must be between 0 and 1000000"));
     }
-    let verdict = judge(&state, &body.key, &requirement, ip, cost).await?;
-    let answer = match &verdict {
-        Verdict::Valid { key, remaining } => VerifyAnswer {
-            valid: true,
-            code: "valid",
-            metadata: Some(VerifiedMetadata::of(key)),
-            remaining: *remaining,
-        },
-        Verdict::Refused(reason, key) => {
-            if let Some(limited) = throttle_guess(&state, *reason, caller_ip) {
-                return Err(limited);
-            }
-            let code = match reason {
-                RefusalReason::NotFound => "not_found",
-                RefusalReason::Blocked => "blocked",
-                RefusalReason::Expired => "expired",
-            };
-            VerifyAnswer { valid: false, code, metadata: key.as_deref().map(VerifiedMetadata::of), remaining: None }
+    // Guessing is throttled on the address that asks, not on the end client it names.
+    let check = Check { requirement, client_ip, throttle_ip: caller_ip, cost: Some(cost) };
+    let answer = match state.service.verify(Presented::Key(&body.key), &check).await? {
+        Verdict::Allowed { key, remaining } => {
+            VerifyAnswer { valid: true, code: "valid", metadata: Some(VerifiedMetadata::of(&key)), remaining }
+                .into_response()
         }
-        Verdict::Denied { code, key, .. } => VerifyAnswer {
-            valid: false,
-            code: code.describe().0,
-            metadata: Some(VerifiedMetadata::of(key)),
-            remaining: None,
-        },
+        Verdict::Refused { refusal: refusal @ Refusal::Throttled { .. }, .. } => return Err(refusal.into()),
+        Verdict::Refused { refusal, key } => {
+            let code = if legacy_codes { refusal.legacy_code() } else { refusal.code() };
+            VerifyAnswer { valid: false, code, metadata: key.as_deref().map(VerifiedMetadata::of), remaining: None }
+                .into_response()
+        }
     };
-    Ok(Json(answer).into_response())
+    Ok(answer)
+}
+
+impl IntoResponse for VerifyAnswer<'_> {
+    fn into_response(self) -> Response {
+        Json(self).into_response()
+    }
 }
 
 /// The level a forwarded request needs by default: the Forja seed's table, where reading
@@ -300,27 +224,9 @@ pub async fn forward_auth(
         .unwrap_or(method.as_str());
     let mut requirement = parse_requirement(query.permission.as_deref(), &query.scopes, query.site.as_deref())?;
     requirement.permission.get_or_insert_with(|| level_for_method(original_method));
-    let Some(presented) = presented_key(&headers).filter(|key| !key.is_empty()) else {
-        return Err(ApiError::new(ErrorCode::MissingApiKey, "send the API key in the X-API-Key header"));
-    };
-    match judge(&state, presented, &requirement, ip, 1).await? {
-        Verdict::Valid { key, .. } => Ok(allowed(&key)),
-        Verdict::Refused(reason, _) => Err(throttle_guess(&state, reason, ip).unwrap_or_else(|| refusal_error(reason))),
-        Verdict::Denied { code, retry_after, .. } => {
-            let mut error = ApiError::new(code, denial_message(code));
-            error.retry_after_seconds = retry_after;
-            Err(error)
-        }
-    }
-}
-
-fn denial_message(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::IpNotAllowed => "this key may not be used from this address",
-        ErrorCode::RateLimited => "this key is over its rate limit; retry later",
-        ErrorCode::UsageExceeded => "this key has no usage credits left",
-        _ => "this key may not make this request",
-    }
+    let check = Check { requirement, client_ip: ip, throttle_ip: ip, cost: Some(1) };
+    let key = state.service.verify(Presented::from_header(presented_key(&headers)), &check).await?.allowed()?;
+    Ok(allowed(&key))
 }
 
 fn allowed(key: &VerifiedKey) -> Response {

@@ -58,6 +58,7 @@ const FORBIDDEN: Expect = (403, "insufficient_permission");
 const HIDDEN: Expect = (404, "not_found");
 const MISSING: Expect = (401, "missing_api_key");
 const BLOCKED: Expect = (401, "key_blocked");
+const ACCEPTED: Expect = (202, "");
 
 struct Route {
     method: Method,
@@ -161,6 +162,31 @@ fn routes() -> Vec<Route> {
             path: "/api/v1/audit?site={site}",
             body: None,
             expect: [FORBIDDEN, FORBIDDEN, OK, OK, FORBIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/audit",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, OK, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/keys/{target}/rotate",
+            body: Some(json!({ "grace_seconds": 60 })),
+            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, HIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/keys/{target}/usage?days=7",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
+        },
+        // Needs no key: the reported key is the subject, whoever reports it.
+        Route {
+            method: Method::POST,
+            path: "/api/v1/leaks",
+            body: Some(json!({ "keys": ["lk_not_a_real_key"], "source": "the matrix" })),
+            expect: [ACCEPTED; 7],
         },
     ]
 }

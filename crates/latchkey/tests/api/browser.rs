@@ -198,7 +198,7 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
     browser.expect_text("Last 30 days:").await;
     browser.click_button("Block").await;
     browser.expect_text("Unblock").await;
-    assert_eq!(verify_code(&app, &key).await, "blocked");
+    assert_eq!(verify_code(&app, &key).await, "key_blocked");
     browser.screenshot("key-detail").await;
     browser.click_button("Unblock").await;
     browser.expect_text("Block").await;
@@ -211,7 +211,7 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
     browser.expect_text("Delete the key Frontend v2").await;
     browser.click_button("Delete Frontend v2").await;
     browser.expect_text("This site has no API keys yet").await;
-    assert_eq!(verify_code(&app, &key).await, "not_found");
+    assert_eq!(verify_code(&app, &key).await, "invalid_api_key");
     browser.expect_text("This site has no API keys yet").await;
 
     // Audit shows what happened.
@@ -303,7 +303,7 @@ async fn a_form_post_without_the_csrf_token_is_refused() {
     let accepted =
         client.post(&block).header("cookie", &cookie).form(&[("csrf", token.as_str())]).send().await.unwrap();
     assert_eq!(accepted.status(), 303);
-    assert_eq!(verify_code(&app, &key).await, "blocked");
+    assert_eq!(verify_code(&app, &key).await, "key_blocked");
 }
 
 #[tokio::test]
@@ -323,6 +323,6 @@ async fn a_stale_key_is_marked_and_can_be_rotated_from_its_page() {
     let new = browser.client.find(Locator::Css("#new-key")).await.unwrap().text().await.unwrap().trim().to_owned();
     assert_ne!(new, old);
     assert_eq!(verify_code(&app, &new).await, "valid");
-    assert_eq!(verify_code(&app, &old).await, "expired", "no grace: the old key stops at once");
+    assert_eq!(verify_code(&app, &old).await, "key_expired", "no grace: the old key stops at once");
     browser.client.clone().close().await.unwrap();
 }

@@ -79,7 +79,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
     let database = Database::fresh(&dir);
     let mut app = start(dir, database, options).await;
-    let key = app.state.ensure_bootstrap_key().await.expect("bootstrap").expect("an empty database");
+    let key = app.state.service.ensure_bootstrap_key().await.expect("bootstrap").expect("an empty database");
     app.master_key = key.expose().to_owned();
     app
 }

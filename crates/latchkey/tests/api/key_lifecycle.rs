@@ -47,7 +47,7 @@ async fn rotation_without_grace_replaces_the_key_at_once_and_links_both() {
     assert_ne!(new["key"], old["key"]);
     assert_eq!(new["rotated_from"], old_id);
     assert_eq!(verify(&app, json!({ "key": new["key"] })).await["code"], "valid");
-    assert_eq!(verify(&app, json!({ "key": old["key"] })).await["code"], "expired");
+    assert_eq!(verify(&app, json!({ "key": old["key"] })).await["code"], "key_expired");
     let (status, body) = app.get("/api/v1/whoami", old["key"].as_str().unwrap()).await;
     assert_eq!((status.as_u16(), error_code(&body)), (401, "key_expired"));
     let (_, shown) = app.get(&format!("/api/v1/keys/{old_id}"), &app.master_key).await;
@@ -69,7 +69,7 @@ async fn rotation_with_grace_keeps_the_old_key_until_the_grace_ends() {
     assert_eq!(verify(&app, json!({ "key": old["key"] })).await["code"], "valid");
     assert_eq!(verify(&app, json!({ "key": new["key"] })).await["code"], "valid");
     app.advance_clock(chrono::Duration::seconds(1));
-    assert_eq!(verify(&app, json!({ "key": old["key"] })).await["code"], "expired");
+    assert_eq!(verify(&app, json!({ "key": old["key"] })).await["code"], "key_expired");
     assert_eq!(verify(&app, json!({ "key": new["key"] })).await["code"], "valid");
     let (status, body) = rotate(&app, old["id"].as_str().unwrap(), Some(json!({ "grace_seconds": 2_592_001 }))).await;
     assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
@@ -192,7 +192,7 @@ async fn a_leak_report_blocks_only_a_valid_key_and_answers_the_same_for_all() {
     for (status, body) in &answers {
         assert_eq!((*status, body), (StatusCode::ACCEPTED, &json!({ "received": 1 })));
     }
-    assert_eq!(verify(&app, json!({ "key": valid })).await["code"], "blocked");
+    assert_eq!(verify(&app, json!({ "key": valid })).await["code"], "key_blocked");
     let (_, other) = app.get(&format!("/api/v1/keys/{other_id}"), &app.master_key).await;
     assert_eq!(other["status"], "active", "only reported keys are touched");
     let (_, audit) = app.get("/api/v1/audit?action=key_reported_leaked", &app.master_key).await;

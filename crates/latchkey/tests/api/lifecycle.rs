@@ -1,6 +1,7 @@
 //! Last-used bookkeeping, restarts, and the binary itself (bootstrap, SIGTERM).
 
-use crate::helpers::{eventually, spawn_app};
+use crate::helpers::{eventually, spawn_app, spawn_app_with, Options};
+use latchkey_server::ServerConfig;
 use reqwest::StatusCode;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -25,17 +26,22 @@ async fn last_used_appears_within_two_seconds_and_survives_a_restart() {
 }
 
 #[tokio::test]
-async fn a_graceful_stop_writes_last_used_times_still_in_memory() {
-    let mut app = spawn_app().await;
+async fn a_graceful_stop_writes_last_used_times_and_usage_still_in_memory() {
+    // The periodic flush is due only in an hour: only the shutdown flush can write.
+    let config = ServerConfig { last_used_flush_interval: Duration::from_secs(3600), ..ServerConfig::default() };
+    let mut app = spawn_app_with(Options { config, ..Options::default() }).await;
     let site = app.create_site("blog").await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     app.get("/api/v1/whoami", &key).await;
-    // Stop at once: the periodic flush has most likely not run; the shutdown flush must.
+    let id = latchkey_core::KeyId::parse(&id).unwrap();
+    let store = app.database.open().await;
+    assert!(store.get_key(&id).await.unwrap().unwrap().last_used_at.is_none(), "nothing written before the stop");
     app.stop().await;
     let store = app.database.open().await;
-    let id = latchkey_core::KeyId::parse(&id).unwrap();
     let stored = store.get_key(&id).await.unwrap().unwrap();
-    assert!(stored.last_used_at.is_some());
+    assert!(stored.last_used_at.is_some(), "last-used was written at shutdown");
+    let usage = store.usage(std::slice::from_ref(&id), 0).await.unwrap();
+    assert_eq!(usage.iter().map(|day| day.allowed).sum::<u64>(), 1, "the one request was counted at shutdown");
 }
 
 fn latchkey() -> Command {

@@ -3,6 +3,7 @@
 
 mod authorization;
 mod browser;
+mod dashboard_authorization;
 mod errors;
 mod helpers;
 mod key_lifecycle;
@@ -11,5 +12,6 @@ mod lifecycle;
 mod nginx;
 mod openapi;
 mod secret_scanning;
+mod secrets;
 mod sites;
 mod verification;

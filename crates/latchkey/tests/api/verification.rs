@@ -55,17 +55,34 @@ async fn verify_answers_each_code_with_metadata_only_for_existing_keys() {
     let unknown = latchkey_core::KeyFormat::default().generate();
     for missing in ["garbage".to_owned(), String::from_utf8(typo).unwrap(), unknown.expose().to_owned()] {
         let answer = verify(&app, json!({ "key": missing })).await;
-        assert_eq!(answer, json!({ "valid": false, "code": "not_found" }));
+        assert_eq!(answer, json!({ "valid": false, "code": "invalid_api_key" }));
     }
 
     let expiring = json!({ "name": "temp", "permission": "read", "site_id": site,
         "expires_at": (app.state.clock.now() + chrono::Duration::seconds(30)).to_rfc3339() });
     let (_, temp) = app.post("/api/v1/keys", &app.master_key, expiring).await;
     app.advance_clock(chrono::Duration::seconds(30));
-    assert_eq!(verify(&app, json!({ "key": temp["key"] })).await["code"], "expired");
+    assert_eq!(verify(&app, json!({ "key": temp["key"] })).await["code"], "key_expired");
     app.block(&id).await;
     let blocked = verify(&app, json!({ "key": key })).await;
-    assert_eq!((blocked["code"].as_str(), blocked["key_id"].as_str()), (Some("blocked"), Some(id.as_str())));
+    assert_eq!((blocked["code"].as_str(), blocked["key_id"].as_str()), (Some("key_blocked"), Some(id.as_str())));
+}
+
+#[tokio::test]
+async fn verify_speaks_the_error_tables_words_and_the_old_ones_on_request() {
+    let app = spawn_app().await;
+    let site = app.create_site("a").await;
+    let (id, key) = app.create_key("read", Some(&site)).await;
+    app.block(&id).await;
+    let legacy = |body| app.call(reqwest::Method::POST, "/api/v1/verify?codes=legacy", None, Some(body));
+    assert_eq!(verify(&app, json!({ "key": key })).await["code"], "key_blocked");
+    assert_eq!(legacy(json!({ "key": key })).await.1["code"], "blocked");
+    assert_eq!(legacy(json!({ "key": "garbage" })).await.1["code"], "not_found");
+    let (status, api) = app.get("/api/v1/whoami", &key).await;
+    assert_eq!((status.as_u16(), api["error"]["code"].as_str()), (401, Some("key_blocked")), "the same word");
+    let (status, body) =
+        app.call(reqwest::Method::POST, "/api/v1/verify?codes=v9", None, Some(json!({ "key": key }))).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (400, Some("invalid_query")));
 }
 
 #[tokio::test]
@@ -217,7 +234,7 @@ async fn repeated_failures_from_one_address_get_429_but_valid_keys_still_pass() 
     let app = spawn_app_with(Options { config: throttled_config(""), ..Options::default() }).await;
     let bad = latchkey_core::KeyFormat::default().generate();
     for _ in 0..3 {
-        assert_eq!(verify(&app, json!({ "key": bad.expose() })).await["code"], "not_found");
+        assert_eq!(verify(&app, json!({ "key": bad.expose() })).await["code"], "invalid_api_key");
     }
     let response = app
         .client

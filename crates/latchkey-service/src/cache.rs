@@ -1,12 +1,14 @@
-//! The verification path: presented key → checksum → SHA-256 → in-memory cache → store.
+//! The verification cache: SHA-256 → what answering needs of a key, in memory, with the
+//! store behind it; and the per-key bookkeeping (last used, usage counts) that verifying
+//! does without writing to the database per request. [`crate::verify`] is the one entry
+//! that uses it.
 //!
-//! * A malformed key (bad shape or checksum) never reaches the cache or the store.
 //! * Known keys live in a bounded S3-FIFO cache (quick_cache). Concurrent misses for one
 //!   hash coalesce on a placeholder, so a cold key costs one store read however many
 //!   requests arrive at once.
 //! * Unknown hashes are remembered for a short time, so a flood of random well-formed
 //!   keys cannot turn into a flood of database reads.
-//! * Revocation: every mutation calls [`Verifier::forget`] after its commit and before
+//! * Revocation: every mutation calls [`KeyCache::forget`] after its commit and before
 //!   its response. `forget` also removes an in-flight placeholder, so a load that read
 //!   the old row before the commit cannot insert it afterwards; the next verification
 //!   reads the committed row.
@@ -15,28 +17,14 @@
 
 use chrono::{DateTime, Utc};
 use latchkey_core::{
-    IpNetwork, KeyHash, KeyId, KeyRecord, KeyState, ParsedKey, Permission, RateLimit, Scopes, SiteId, Status, Ulid,
+    Actor, Caller, IpNetwork, KeyHash, KeyId, KeyRecord, KeyState, Permission, RateLimit, Scopes, SiteId, Status, Ulid,
 };
 use latchkey_store::{SharedStore, StoreError, UsageCount};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefusalReason {
-    /// Malformed, bad checksum, or unknown: deliberately indistinguishable.
-    NotFound,
-    Blocked,
-    Expired,
-}
-
-pub enum KeyLookup {
-    Usable(Arc<VerifiedKey>),
-    /// Refused, with the key when it exists (for the verify API's metadata).
-    Refused(RefusalReason, Option<Arc<VerifiedKey>>),
-}
+use std::time::Duration;
 
 /// What the verification path keeps of a key: only what answering needs, packed small
 /// because a million of these may be resident (ids as 16 bytes with no 16-byte
@@ -54,8 +42,8 @@ pub struct VerifiedKey {
     pub scopes: Scopes,
     /// Owner, metadata, IP allowlist, rate limit: `None` for most keys.
     extras: Option<Box<VerifiedExtras>>,
-    /// Seconds since the verifier started, when this entry was read from the store.
-    loaded_at: u32,
+    /// When this entry was read from the store, in milliseconds of the service's clock.
+    loaded_at_ms: i64,
     /// The last second (Unix) in which this key was recorded as used.
     last_used_second: AtomicU32,
     /// Requests counted since the last usage flush, and whether the key is queued for it.
@@ -77,7 +65,7 @@ static NO_EXTRAS: VerifiedExtras =
     VerifiedExtras { owner_id: None, metadata: None, ip_allowlist: Vec::new(), ratelimit: None };
 
 impl VerifiedKey {
-    fn from_record(record: &KeyRecord, loaded_at: u32) -> Self {
+    fn from_record(record: &KeyRecord, loaded_at_ms: i64) -> Self {
         let options = &record.options;
         let has_extras = options.owner_id.is_some()
             || options.metadata.is_some()
@@ -100,7 +88,7 @@ impl VerifiedKey {
                     ratelimit: options.ratelimit,
                 })
             }),
-            loaded_at,
+            loaded_at_ms,
             last_used_second: AtomicU32::new(0),
             pending_allowed: AtomicU32::new(0),
             pending_refused: AtomicU32::new(0),
@@ -128,6 +116,11 @@ impl VerifiedKey {
         self.extras.as_deref().unwrap_or(&NO_EXTRAS)
     }
 
+    /// Who is acting when this key makes a request: what the policy and the audit need.
+    pub fn caller(&self, actor: Actor) -> Caller {
+        Caller { permission: self.permission, site_id: self.site_id(), actor }
+    }
+
     /// No allowlist: usable from anywhere; otherwise only from a listed network.
     pub fn allows_ip(&self, ip: Option<std::net::IpAddr>) -> bool {
         latchkey_core::options::allows_ip(&self.extras().ip_allowlist, ip)
@@ -149,11 +142,11 @@ impl VerifiedKey {
     }
 }
 
-pub struct Verifier {
+pub struct KeyCache {
     store: SharedStore,
-    started: Instant,
     known: quick_cache::sync::Cache<KeyHash, Arc<VerifiedKey>>,
-    unknown: quick_cache::sync::Cache<KeyHash, Instant>,
+    /// Unknown hashes, with when (clock milliseconds) the store last said so.
+    unknown: quick_cache::sync::Cache<KeyHash, i64>,
     /// `None`: cached answers never go stale (a single instance sees every change).
     max_staleness: Option<Duration>,
     negative_ttl: Duration,
@@ -164,11 +157,10 @@ pub struct Verifier {
     pending_usage: Mutex<Vec<Arc<VerifiedKey>>>,
 }
 
-impl Verifier {
+impl KeyCache {
     pub fn new(store: SharedStore, capacity: usize, max_staleness: Option<Duration>, negative_ttl: Duration) -> Self {
         Self {
             store,
-            started: Instant::now(),
             known: quick_cache::sync::Cache::new(capacity.max(16)),
             // Bounded separately so that random keys can never evict real ones.
             unknown: quick_cache::sync::Cache::new((capacity / 4).clamp(16, 100_000)),
@@ -180,48 +172,31 @@ impl Verifier {
         }
     }
 
-    /// Checks a presented key at `now`. A usable key is recorded as used.
-    pub async fn check(&self, presented: &str, now: DateTime<Utc>) -> Result<KeyLookup, StoreError> {
-        let Ok(parsed) = ParsedKey::parse(presented) else {
-            return Ok(KeyLookup::Refused(RefusalReason::NotFound, None));
-        };
-        self.check_hash(parsed.hash(), now).await
+    /// The key with this hash, if it exists, from the cache or the store.
+    pub(crate) async fn key(&self, hash: KeyHash, now: DateTime<Utc>) -> Result<Option<Arc<VerifiedKey>>, StoreError> {
+        self.lookup(hash, now.timestamp_millis()).await
     }
 
-    /// Like [`check`](Self::check), for a key known only by its hash (a dashboard session).
-    pub async fn check_hash(&self, hash: KeyHash, now: DateTime<Utc>) -> Result<KeyLookup, StoreError> {
-        let Some(key) = self.lookup(hash).await? else {
-            return Ok(KeyLookup::Refused(RefusalReason::NotFound, None));
-        };
-        match key.state_at(now) {
-            KeyState::Active => {
-                self.record_use(&key, now);
-                Ok(KeyLookup::Usable(key))
-            }
-            KeyState::Blocked => Ok(KeyLookup::Refused(RefusalReason::Blocked, Some(key))),
-            KeyState::Expired => Ok(KeyLookup::Refused(RefusalReason::Expired, Some(key))),
-        }
+    /// Whether an entry read at `loaded_at_ms` may still be served at `now_ms`. Compared in
+    /// milliseconds, so a fractional `--cache-max-staleness` means what it says.
+    fn is_fresh(&self, loaded_at_ms: i64, now_ms: i64) -> bool {
+        self.max_staleness
+            .is_none_or(|max_age| (now_ms.saturating_sub(loaded_at_ms) as i128) < max_age.as_millis() as i128)
     }
 
-    fn seconds_since_start(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
-    }
-
-    async fn lookup(&self, hash: KeyHash) -> Result<Option<Arc<VerifiedKey>>, StoreError> {
+    async fn lookup(&self, hash: KeyHash, now_ms: i64) -> Result<Option<Arc<VerifiedKey>>, StoreError> {
         if self.bypass_cache.load(Ordering::Acquire) {
             let record = self.store.find_key_by_hash(&hash).await?;
-            return Ok(record.map(|r| Arc::new(VerifiedKey::from_record(&r, self.seconds_since_start()))));
+            return Ok(record.map(|r| Arc::new(VerifiedKey::from_record(&r, now_ms))));
         }
         if let Some(cached) = self.known.get(&hash) {
-            let fresh = self
-                .max_staleness
-                .is_none_or(|max_age| f64::from(self.seconds_since_start() - cached.loaded_at) < max_age.as_secs_f64());
-            if fresh {
+            if self.is_fresh(cached.loaded_at_ms, now_ms) {
                 return Ok(Some(cached));
             }
             self.known.remove(&hash);
         }
-        if self.unknown.get(&hash).is_some_and(|since| since.elapsed() < self.negative_ttl) {
+        let negative_ttl_ms = self.negative_ttl.as_millis() as i64;
+        if self.unknown.get(&hash).is_some_and(|since| now_ms.saturating_sub(since) < negative_ttl_ms) {
             return Ok(None);
         }
         let guard = match self.known.get_value_or_guard_async(&hash).await {
@@ -230,22 +205,23 @@ impl Verifier {
         };
         match self.store.find_key_by_hash(&hash).await? {
             Some(record) => {
-                let key = Arc::new(VerifiedKey::from_record(&record, self.seconds_since_start()));
+                let key = Arc::new(VerifiedKey::from_record(&record, now_ms));
                 // Err means `forget` ran meanwhile: serve this answer once, cache nothing.
                 let _ = guard.insert(key.clone());
                 Ok(Some(key))
             }
             None => {
                 drop(guard);
-                self.unknown.insert(hash, Instant::now());
+                self.unknown.insert(hash, now_ms);
                 Ok(None)
             }
         }
     }
 
-    fn record_use(&self, key: &VerifiedKey, now: DateTime<Utc>) {
+    /// Records that `key` was used at `now`, for last-used. Plain loads first: the write
+    /// (and the shared cache line) happens at most once a second per key.
+    pub(crate) fn record_use(&self, key: &VerifiedKey, now: DateTime<Utc>) {
         let second = now.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
-        // A plain load first: the write (and the shared cache line) happens once a second.
         if key.last_used_second.load(Ordering::Relaxed) < second
             && key.last_used_second.fetch_max(second, Ordering::Relaxed) < second
         {
@@ -257,7 +233,7 @@ impl Verifier {
 
     /// Counts one request made with `key`, allowed or refused, for the usage charts. Two
     /// atomic adds; the key joins the flush queue only on its first count of a period.
-    pub fn count_request(&self, key: &Arc<VerifiedKey>, allowed: bool) {
+    pub(crate) fn count_request(&self, key: &Arc<VerifiedKey>, allowed: bool) {
         let counter = if allowed { &key.pending_allowed } else { &key.pending_refused };
         counter.fetch_add(1, Ordering::Relaxed);
         if !key.queued_for_usage.load(Ordering::Acquire) && !key.queued_for_usage.swap(true, Ordering::AcqRel) {

@@ -1,0 +1,202 @@
+//! Signing in and out, and the signed-in user of every other page. The key pasted at
+//! sign-in, and the session's key on every later request, go through the service's one
+//! verification entry with the dashboard's requirement (Admin or Master) and the client's
+//! address, so blocking, deleting, expiring or allowlisting a key holds here as on the API.
+
+use super::sessions::Session;
+use super::views::{self, layout, notice};
+use super::{CsrfForm, PageError, PageResult};
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{client_ip, ClientIp, PeerAddr};
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use latchkey_core::{Actor, Caller, ParsedKey, Refusal, Requirement};
+use latchkey_service::{Check, Presented, Verdict};
+use maud::html;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const SESSION_COOKIE: &str = "latchkey_session";
+
+/// The signed-in user of a dashboard request. The session's key is re-checked on every
+/// request, so a blocked, expired or deleted key is signed out at once.
+pub struct Dashboard {
+    pub session: Arc<Session>,
+    session_id: String,
+    pub caller: Caller,
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+impl FromRequestParts<AppState> for Dashboard {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let to_login = |reason: &str| Redirect::to(&format!("/login?reason={reason}")).into_response();
+        let session_id = cookie_value(&parts.headers, SESSION_COOKIE).ok_or_else(|| to_login("signed_out"))?;
+        let session = state.sessions.find(&session_id).ok_or_else(|| to_login("expired_session"))?;
+        let ip = client_ip(parts, state);
+        let check = Check::any_valid_key(ip).requiring(Requirement::dashboard());
+        let verdict = state
+            .service
+            .verify(Presented::Hash(&session.key_hash), &check)
+            .await
+            .map_err(|error| PageError::from(error).into_response())?;
+        let key = match verdict {
+            Verdict::Allowed { key, .. } => key,
+            // Over a limit for now: refuse this page, keep the session.
+            Verdict::Refused {
+                refusal: refusal @ (Refusal::RateLimited { .. } | Refusal::Throttled { .. }), ..
+            } => return Err(PageError(refusal.into()).into_response()),
+            Verdict::Refused { refusal, .. } => {
+                state.sessions.end(&session_id);
+                let reason = if refusal == Refusal::IpNotAllowed { "ip_not_allowed" } else { "key_revoked" };
+                return Err(to_login(reason));
+            }
+        };
+        let actor = Actor {
+            key_id: Some(key.id()),
+            key_prefix: Some(session.key_prefix.clone()),
+            source_ip: ip.map(|ip| ip.to_string()),
+        };
+        Ok(Dashboard { caller: key.caller(actor), session, session_id })
+    }
+}
+
+impl Dashboard {
+    /// Forms that show a new key are single-use, so a reload cannot make a second key.
+    pub fn check_single_use(&self, form_id: Option<&str>) -> Result<(), PageError> {
+        if self.session.first_use_of_form(form_id.unwrap_or_default()) {
+            Ok(())
+        } else {
+            Err(PageError(ApiError::new(
+                ErrorCode::Conflict,
+                "This form was already submitted, so nothing was done twice. The key shown then cannot be shown again.",
+            )))
+        }
+    }
+
+    /// Every state-changing form carries the session's CSRF token.
+    pub fn check_csrf(&self, token: Option<&str>) -> Result<(), PageError> {
+        match token {
+            Some(token) if token == self.session.csrf_token => Ok(()),
+            _ => Err(PageError(ApiError::new(
+                ErrorCode::CsrfFailed,
+                "This form is missing its security token or is out of date. Reload the page and try again.",
+            ))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    reason: Option<String>,
+}
+
+pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
+    let message = match query.reason.as_deref() {
+        Some("key_revoked") => Some("Your key was blocked, deleted or has expired; you have been signed out."),
+        Some("ip_not_allowed") => Some("Your key may not be used from this address; you have been signed out."),
+        Some("expired_session") => Some("Your session has ended. Sign in again."),
+        _ => None,
+    };
+    login_form(message, StatusCode::OK)
+}
+
+fn login_form(message: Option<&str>, status: StatusCode) -> Response {
+    let body = html! {
+        @if let Some(message) = message { (notice(message, status != StatusCode::OK)) }
+        p { "Paste an Admin or Master API key. It is checked by the server and never stored in your browser." }
+        form method="post" action="/login" {
+            label for="key" { "API key" }
+            input #key type="password" name="key" autocomplete="off" required;
+            p { button type="submit" { "Sign in" } }
+        }
+    };
+    (status, Html(layout(views::Page { title: "Sign in", signed_in: None }, body).into_string())).into_response()
+}
+
+/// Why a pasted key cannot sign in, in plain words, with the status to answer.
+fn sign_in_refusal(refusal: Refusal) -> (StatusCode, &'static str) {
+    match refusal {
+        Refusal::MissingKey | Refusal::InvalidKey => (StatusCode::UNAUTHORIZED, "That is not a valid API key."),
+        Refusal::Blocked => (StatusCode::UNAUTHORIZED, "This key is blocked."),
+        Refusal::Expired => (StatusCode::UNAUTHORIZED, "This key has expired."),
+        Refusal::IpNotAllowed => (StatusCode::UNAUTHORIZED, "This key may not be used from this address."),
+        Refusal::InsufficientPermission => (
+            StatusCode::FORBIDDEN,
+            "Read and Write keys cannot sign in: only Admin and Master keys may view and manage API keys.",
+        ),
+        Refusal::Throttled { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "Too many failed sign-ins from this address. Wait a minute and try again.")
+        }
+        Refusal::RateLimited { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "This key is over its rate limit. Wait a moment and try again.")
+        }
+        other => (StatusCode::FORBIDDEN, other.message()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    key: String,
+}
+
+/// The cookie is `Secure` only when a trusted proxy says the browser used https.
+fn is_https(headers: &HeaderMap, state: &AppState, peer: Option<SocketAddr>) -> bool {
+    peer.is_some_and(|peer| state.config.trusted_proxies.trusts(peer.ip()))
+        && headers.get("x-forwarded-proto").is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let presented = Presented::from_header(Some(&form.key));
+    let check = Check::any_valid_key(ip).requiring(Requirement::dashboard());
+    let refusal = match state.service.verify(presented, &check).await {
+        Ok(Verdict::Allowed { .. }) => None,
+        Ok(Verdict::Refused { refusal, .. }) => Some(refusal),
+        Err(error) => return PageError::from(error).into_response(),
+    };
+    let hash = match (refusal, presented) {
+        (None, Presented::Key(raw)) => ParsedKey::parse(raw).map(|parsed| parsed.hash()).ok(),
+        _ => None,
+    };
+    let (Some(hash), Some(prefix)) = (hash, presented.display_prefix()) else {
+        let (status, message) = sign_in_refusal(refusal.unwrap_or(Refusal::InvalidKey));
+        return login_form(Some(message), status);
+    };
+    let session_id = state.sessions.start(hash, prefix);
+    let secure = if is_https(&headers, &state, peer) { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}={session_id}; HttpOnly; SameSite=Strict; Path=/{secure}");
+    let mut response = Redirect::to("/keys").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a valid cookie"));
+    response
+}
+
+pub async fn logout(State(state): State<AppState>, user: Dashboard, Form(form): Form<CsrfForm>) -> PageResult {
+    user.check_csrf(form.csrf.as_deref())?;
+    state.sessions.end(&user.session_id);
+    let mut response = Redirect::to("/login?reason=signed_out").into_response();
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&expired).expect("a valid cookie"));
+    Ok(response)
+}

@@ -1,0 +1,171 @@
+//! Latchkey's operations behind one door. Every front-end (the JSON API, the dashboard,
+//! the CLI, later webhooks and people's accounts) turns its request into a `Caller` and a
+//! domain value, and calls an operation here; the operation asks the core's policy, writes
+//! through the store with its audit event, and updates the verification cache before it
+//! returns. Nothing here knows HTTP: errors are [`ServiceError`], not status codes, and
+//! the crate does not depend on any web framework, so the compiler keeps it that way.
+//!
+//! The operations, by subject: [`Service::keys`], [`Service::sites`], [`Service::audit`],
+//! [`Service::leaks`]; the one verification entry is [`Service::verify`].
+
+pub mod audit;
+pub mod cache;
+pub mod clock;
+pub mod error;
+pub mod keys;
+pub mod leaks;
+pub mod listing;
+pub mod ratelimit;
+pub mod sites;
+pub mod throttle;
+pub mod verify;
+
+pub use cache::{VerifiedExtras, VerifiedKey};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ServiceError, ServiceResult};
+pub use listing::{PageRequest, Paged};
+pub use throttle::ThrottleConfig;
+pub use verify::{Check, Presented, Verdict};
+
+use cache::KeyCache;
+use chrono::{DateTime, Utc};
+use latchkey_core::KeyFormat;
+use latchkey_store::{Invalidation, SharedStore};
+use ratelimit::KeyRateLimiter;
+use std::sync::Arc;
+use std::time::Duration;
+use throttle::FailureThrottle;
+
+/// The staleness bound on a database shared by several instances, unless configured.
+pub const DEFAULT_SHARED_STALENESS: Duration = Duration::from_secs(5);
+
+/// What the operations need to be told; the binary builds it from flags.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub key_format: KeyFormat,
+    /// How many verified keys stay in memory.
+    pub cache_capacity: usize,
+    /// The longest a cached answer is served before it is re-read from the store.
+    /// `None`: the engine's default, [`DEFAULT_SHARED_STALENESS`] on a database shared by
+    /// several instances, unbounded where every change goes through this process.
+    pub cache_max_staleness: Option<Duration>,
+    /// How long an unknown key is remembered as unknown (flood protection for the store).
+    pub negative_cache_ttl: Duration,
+    /// Throttling of repeated failed verifications per client address.
+    pub failure_throttle: ThrottleConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            key_format: KeyFormat::default(),
+            cache_capacity: 1_000_000,
+            cache_max_staleness: None,
+            negative_cache_ttl: Duration::from_secs(2),
+            failure_throttle: ThrottleConfig::default(),
+        }
+    }
+}
+
+/// The door. Cheap to clone; every clone shares the same cache and counters.
+#[derive(Clone)]
+pub struct Service {
+    store: SharedStore,
+    cache: Arc<KeyCache>,
+    clock: Arc<dyn Clock>,
+    key_format: KeyFormat,
+    throttle: Arc<FailureThrottle>,
+    key_rate_limiter: Arc<KeyRateLimiter>,
+    /// Limits reports to the leak endpoint, which needs no key, per client address.
+    leak_report_throttle: Arc<FailureThrottle>,
+}
+
+impl Service {
+    pub fn new(store: SharedStore, config: ServiceConfig, clock: Arc<dyn Clock>) -> Self {
+        let staleness = config.cache_max_staleness.or(store.shared_by_instances().then_some(DEFAULT_SHARED_STALENESS));
+        let cache = KeyCache::new(store.clone(), config.cache_capacity, staleness, config.negative_cache_ttl);
+        Self {
+            store,
+            cache: Arc::new(cache),
+            clock,
+            key_format: config.key_format,
+            throttle: Arc::new(FailureThrottle::new(config.failure_throttle)),
+            key_rate_limiter: Arc::default(),
+            leak_report_throttle: Arc::new(FailureThrottle::new(ThrottleConfig {
+                max_failures: 10,
+                window_seconds: 60,
+            })),
+        }
+    }
+
+    pub fn keys(&self) -> keys::Keys<'_> {
+        keys::Keys { service: self }
+    }
+
+    pub fn sites(&self) -> sites::Sites<'_> {
+        sites::Sites { service: self }
+    }
+
+    pub fn audit(&self) -> audit::Audit<'_> {
+        audit::Audit { service: self }
+    }
+
+    pub fn leaks(&self) -> leaks::Leaks<'_> {
+        leaks::Leaks { service: self }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// How many keys the verification cache holds (for benchmarks and health).
+    pub fn cached_keys(&self) -> usize {
+        self.cache.cached_keys()
+    }
+
+    /// Writes what verifying counted in memory (last-used times, usage counts) and forgets
+    /// expired throttling and rate-limit windows. Run about once a second, and at shutdown.
+    pub async fn write_bookkeeping(&self) -> ServiceResult<()> {
+        let now = self.clock.now();
+        self.throttle.prune(now.timestamp());
+        self.leak_report_throttle.prune(now.timestamp());
+        self.key_rate_limiter.prune(now.timestamp());
+        let last_used = self.cache.flush_last_used().await;
+        let usage = self.cache.flush_usage(now).await;
+        last_used?;
+        usage?;
+        Ok(())
+    }
+
+    /// Applies a change made by another instance to this instance's cache. While the feed
+    /// is down the cache is bypassed: a lost notification must never leave a blocked key
+    /// cached as usable.
+    pub fn apply_invalidation(&self, message: Invalidation) {
+        match message {
+            Invalidation::Key(hash) => self.cache.forget(&hash),
+            Invalidation::Lost => {
+                tracing::warn!("lost the invalidation feed; serving from the database until it is back");
+                self.cache.bypass_cache_until_resumed();
+            }
+            Invalidation::Resumed => {
+                tracing::info!("invalidation feed is back; caching again");
+                self.cache.resume_caching();
+            }
+        }
+    }
+
+    /// The invalidation feed ended for good: never trust the cache again in this process.
+    pub fn invalidation_feed_ended(&self) {
+        self.cache.bypass_cache_until_resumed();
+    }
+
+    /// The store, for what is not an operation on behalf of a caller: the invalidation
+    /// feed, bulk import, migration.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+}

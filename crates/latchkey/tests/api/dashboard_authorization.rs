@@ -1,0 +1,137 @@
+//! The dashboard's state-changing routes against every kind of signed-in user, without a
+//! browser: the same policy as the API (through the same service operations), a CSRF
+//! token on every form, and sign-in refused to keys that may not manage keys.
+
+use crate::helpers::{spawn_app, TestApp};
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(Policy::none()).build().unwrap()
+}
+
+/// Signs in with `key`; `None` when sign-in is refused (with its status).
+async fn sign_in(app: &TestApp, key: &str) -> Result<Session, StatusCode> {
+    let response = client().post(format!("{}/login", app.address)).form(&[("key", key)]).send().await.unwrap();
+    let Some(set_cookie) = response.headers().get("set-cookie") else {
+        return Err(response.status());
+    };
+    let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = client().get(format!("{}/keys", app.address)).header("cookie", &cookie).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    Ok(Session { cookie, csrf })
+}
+
+async fn post_form(app: &TestApp, session: &Session, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut form: Vec<(&str, &str)> = vec![("csrf", session.csrf.as_str())];
+    form.extend_from_slice(fields);
+    let response = client()
+        .post(format!("{}{}", app.address, path))
+        .header("cookie", &session.cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn read_and_write_keys_cannot_sign_in_and_admins_and_masters_can() {
+    let app = spawn_app().await;
+    let site = app.create_site("a").await;
+    for (level, expected) in [("read", Err(403)), ("write", Err(403)), ("admin", Ok(())), ("master", Ok(()))] {
+        let key = app.create_key(level, (level != "master").then_some(site.as_str())).await.1;
+        let signed_in = sign_in(&app, &key).await.map(|_| ()).map_err(|status| status.as_u16());
+        assert_eq!(signed_in, expected, "{level}");
+    }
+}
+
+/// A form post: the path (with `{target}`, `{site}`, `{fresh_site}`), its fields (`{form}`
+/// is a fresh single-use id), and the status expected for an admin of the site, an admin of
+/// another site, and Master.
+type FormCase = (&'static str, Vec<(&'static str, &'static str)>, [u16; 3]);
+
+#[tokio::test]
+async fn every_dashboard_form_obeys_the_same_policy_as_the_api() {
+    let app = spawn_app().await;
+    let site = app.create_site("a").await;
+    let other = app.create_site("b").await;
+    let admin = sign_in(&app, &app.create_key("admin", Some(&site)).await.1).await.unwrap();
+    let other_admin = sign_in(&app, &app.create_key("admin", Some(&other)).await.1).await.unwrap();
+    let master = sign_in(&app, &app.master_key).await.unwrap();
+    let cases: Vec<FormCase> = vec![
+        ("/keys/{target}/block", vec![], [303, 404, 303]),
+        ("/keys/{target}/unblock", vec![], [303, 404, 303]),
+        ("/keys/{target}", vec![("name", "renamed"), ("permission", "read")], [303, 404, 303]),
+        ("/keys/{target}/rotate", vec![("form_id", "{form}"), ("grace_seconds", "0")], [200, 404, 200]),
+        ("/keys/{target}/delete", vec![], [303, 404, 303]),
+        (
+            "/keys/new",
+            vec![("form_id", "{form}"), ("name", "n"), ("permission", "read"), ("site_id", "{site}")],
+            [200, 403, 200],
+        ),
+        ("/keys/new", vec![("form_id", "{form}"), ("name", "m"), ("permission", "master")], [403, 403, 200]),
+        ("/sites", vec![("name", "new site")], [403, 403, 303]),
+        ("/sites/{fresh_site}/rename", vec![("name", "renamed")], [403, 403, 303]),
+        ("/sites/{fresh_site}/delete", vec![], [403, 403, 303]),
+    ];
+    let mut failures = Vec::new();
+    for (n, (path, fields, expected)) in cases.iter().enumerate() {
+        for (who, (session, want)) in
+            ["admin", "other admin", "master"].iter().zip([&admin, &other_admin, &master].into_iter().zip(expected))
+        {
+            let target = app.create_key("read", Some(&site)).await.0;
+            let fresh_site = app.create_site("throwaway").await;
+            let form_id = format!("form-{n}-{who}");
+            let fill = |text: &str| {
+                text.replace("{target}", &target)
+                    .replace("{site}", &site)
+                    .replace("{fresh_site}", &fresh_site)
+                    .replace("{form}", &form_id)
+            };
+            let filled: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), fill(v))).collect();
+            let borrowed: Vec<(&str, &str)> = filled.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (status, _) = post_form(&app, session, &fill(path), &borrowed).await;
+            if status.as_u16() != *want {
+                failures.push(format!("POST {path} as {who}: expected {want}, got {status}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} cells differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_form_without_its_csrf_token_is_refused_with_its_own_code() {
+    let app = spawn_app().await;
+    let site = app.create_site("a").await;
+    let (id, _) = app.create_key("read", Some(&site)).await;
+    let master = sign_in(&app, &app.master_key).await.unwrap();
+    let forged = Session { cookie: master.cookie.clone(), csrf: "forged".into() };
+    let (status, page) = post_form(&app, &forged, &format!("/keys/{id}/block"), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(page.contains("data-error-code=\"csrf_failed\""), "the page names the code: {page}");
+    let (_, shown) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
+    assert_eq!(shown["status"], "active", "nothing was blocked");
+}
+
+#[tokio::test]
+async fn an_admin_key_allowed_only_from_elsewhere_cannot_sign_in_or_stay_signed_in() {
+    let app = spawn_app().await;
+    let site = app.create_site("a").await;
+    let (id, key) = app.create_key("admin", Some(&site)).await;
+    let session = sign_in(&app, &key).await.unwrap();
+    let only_ten = serde_json::json!({ "ip_allowlist": ["10.0.0.0/8"] });
+    let (status, _) =
+        app.call(reqwest::Method::PATCH, &format!("/api/v1/keys/{id}"), Some(&app.master_key), Some(only_ten)).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = client().get(format!("{}/keys", app.address)).header("cookie", &session.cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER, "the open session ends");
+    assert_eq!(page.headers()["location"], "/login?reason=ip_not_allowed");
+    assert_eq!(sign_in(&app, &key).await.err(), Some(StatusCode::UNAUTHORIZED), "and a new one cannot start");
+}
