@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 pub enum ErrorCode {
     MalformedJson,
     InvalidQuery,
+    ConflictingMethod,
     UnsupportedMediaType,
     ValidationFailed,
     ImmutableField,
@@ -42,6 +43,7 @@ impl ErrorCode {
         match self {
             MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
             InvalidQuery => ("invalid_query", StatusCode::BAD_REQUEST),
+            ConflictingMethod => ("conflicting_method", StatusCode::BAD_REQUEST),
             UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
             ValidationFailed => ("validation_failed", StatusCode::UNPROCESSABLE_ENTITY),
             ImmutableField => ("immutable_field", StatusCode::UNPROCESSABLE_ENTITY),

@@ -167,29 +167,86 @@ impl IntoResponse for VerifyAnswer<'_> {
 
 /// The level a forwarded request needs by default: the Forja seed's table, where reading
 /// needs Read and anything that changes data needs Write.
+/// Method names are case-sensitive (RFC 9110 §9.1): `get` is not GET, so it needs Write.
 fn level_for_method(method: &str) -> Permission {
-    if ["GET", "HEAD", "OPTIONS"].iter().any(|read| method.eq_ignore_ascii_case(read)) {
+    if matches!(method, "GET" | "HEAD" | "OPTIONS") {
         Permission::Read
     } else {
         Permission::Write
     }
 }
 
+/// The headers that carry the original request's method: nginx's config sets
+/// `X-Original-Method`; Traefik and Caddy set `X-Forwarded-Method` and pass every other
+/// header through from the client.
+const METHOD_HEADERS: [&str; 2] = ["x-original-method", "x-forwarded-method"];
+
 struct AuthQuery {
     permission: Option<String>,
     site: Option<String>,
     scopes: Vec<String>,
+    /// The one header the proxy sets itself (`?method_header=`); the others are ignored.
+    method_header: Option<&'static str>,
+    /// `?limit_status=403`: answer 403 instead of 429 when a limit is hit, for nginx,
+    /// whose `auth_request` turns anything but 2xx, 401 and 403 into a 500.
+    limits_as_forbidden: bool,
+}
+
+/// The original request's method. A client can add either method header through a proxy
+/// that passes headers on, so: with `?method_header=` only that header counts; without
+/// it, the headers present must agree, and a request whose headers disagree is refused.
+fn original_method<'a>(
+    headers: &'a axum::http::HeaderMap,
+    only: Option<&'static str>,
+    own: &'a Method,
+) -> Result<&'a str, ApiError> {
+    let read = |name: &str| -> Result<Option<&'a str>, ApiError> {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(value), None) => value.to_str().map(Some).map_err(|_| conflicting_method("is not text")),
+            (Some(_), Some(_)) => Err(conflicting_method("is sent twice")),
+        }
+    };
+    let candidates = match only {
+        Some(name) => vec![read(name)?],
+        None => METHOD_HEADERS.iter().map(|name| read(name)).collect::<Result<Vec<_>, _>>()?,
+    };
+    let mut present = candidates.into_iter().flatten();
+    let first = present.next();
+    if present.any(|other| Some(other) != first) {
+        return Err(conflicting_method("headers disagree"));
+    }
+    Ok(first.unwrap_or(own.as_str()))
+}
+
+fn conflicting_method(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::ConflictingMethod, format!("the original request's method {why}; refusing to guess"))
 }
 
 /// Parses `?permission=&site=&scope=&scope=` (repeatable `scope`, which serde's query
 /// extractor cannot express). Unknown parameters are refused so typos don't weaken a check.
 fn parse_auth_query(query: Option<&str>) -> Result<AuthQuery, ApiError> {
-    let mut parsed = AuthQuery { permission: None, site: None, scopes: Vec::new() };
+    let mut parsed =
+        AuthQuery { permission: None, site: None, scopes: Vec::new(), method_header: None, limits_as_forbidden: false };
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
             "permission" => parsed.permission = Some(value.into_owned()),
             "site" => parsed.site = Some(value.into_owned()),
             "scope" => parsed.scopes.push(value.into_owned()),
+            "method_header" => {
+                let name = value.to_ascii_lowercase();
+                let known = METHOD_HEADERS.into_iter().find(|header| *header == name);
+                parsed.method_header = Some(known.ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        "method_header must be X-Original-Method or X-Forwarded-Method",
+                    )
+                })?);
+            }
+            "limit_status" if value == "403" => parsed.limits_as_forbidden = true,
+            "limit_status" if value == "429" => parsed.limits_as_forbidden = false,
+            "limit_status" => return Err(ApiError::new(ErrorCode::InvalidQuery, "limit_status must be 403 or 429")),
             other => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("unknown query parameter {other:?}"))),
         }
     }
@@ -198,17 +255,21 @@ fn parse_auth_query(query: Option<&str>) -> Result<AuthQuery, ApiError> {
 
 /// Forward-auth: 204 with `X-Latchkey-*` headers for the proxy to pass upstream, or 401/403
 /// with the JSON error. The required level comes from `?permission=`, else from the
-/// original method (`X-Original-Method`, `X-Forwarded-Method`, or this request's own).
+/// original method: the header named by `?method_header=`, else `X-Original-Method` and
+/// `X-Forwarded-Method`, which must agree when both are sent, else this request's own.
 #[utoipa::path(get, path = "/auth", tag = "verification",
     params(
         ("permission" = Option<String>, Query, description = "Least level; default from the original method"),
         ("site" = Option<String>, Query, description = "The site the request is for"),
         ("scope" = Option<Vec<String>>, Query, description = "Required scope; repeatable"),
+        ("limit_status" = Option<String>, Query, description = "403: answer limits (rate_limited, usage_exceeded) with 403 instead of 429, for nginx auth_request"),
+        ("method_header" = Option<String>, Query, description = "The one header that carries the original method: X-Original-Method (nginx) or X-Forwarded-Method (Traefik, Caddy)"),
         ("X-API-Key" = Option<String>, Header, description = "The key, or use Authorization: Bearer"),
         ("X-Original-Method" = Option<String>, Header, description = "Method of the original request (nginx)"),
         ("X-Forwarded-Method" = Option<String>, Header, description = "Method of the original request (Traefik, Caddy)"),
     ),
     responses((status = 204, description = "Allowed; X-Latchkey-Key-Id, X-Latchkey-Site, X-Latchkey-Permission, X-Latchkey-Scopes set"),
+              (status = 400, body = ErrorBody, description = "bad query, or method headers that disagree"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn forward_auth(
     State(state): State<AppState>,
@@ -218,15 +279,28 @@ pub async fn forward_auth(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = parse_auth_query(uri.query())?;
-    let original_method = ["x-original-method", "x-forwarded-method"]
-        .iter()
-        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
-        .unwrap_or(method.as_str());
+    let original_method = original_method(&headers, query.method_header, &method)?;
     let mut requirement = parse_requirement(query.permission.as_deref(), &query.scopes, query.site.as_deref())?;
     requirement.permission.get_or_insert_with(|| level_for_method(original_method));
     let check = Check { requirement, client_ip: ip, throttle_ip: ip, cost: Some(1) };
-    let key = state.service.verify(Presented::from_header(presented_key(&headers)), &check).await?.allowed()?;
-    Ok(allowed(&key))
+    match state.service.verify(Presented::from_header(presented_key(&headers)), &check).await?.allowed() {
+        Ok(key) => Ok(allowed(&key)),
+        Err(refusal) => Ok(refused(refusal, query.limits_as_forbidden)),
+    }
+}
+
+/// The JSON error, plus the refusal in headers that a proxy can read when it drops the
+/// body (nginx's `auth_request`): `X-Latchkey-Error` (the code), `X-Latchkey-Error-Message`
+/// and, for limits, `Retry-After`.
+fn refused(refusal: Refusal, limits_as_forbidden: bool) -> Response {
+    let mut response = ApiError::from(refusal).into_response();
+    if limits_as_forbidden && response.status() == StatusCode::TOO_MANY_REQUESTS {
+        *response.status_mut() = StatusCode::FORBIDDEN;
+    }
+    let headers = response.headers_mut();
+    headers.insert(HeaderName::from_static("x-latchkey-error"), HeaderValue::from_static(refusal.code()));
+    headers.insert(HeaderName::from_static("x-latchkey-error-message"), HeaderValue::from_static(refusal.message()));
+    response
 }
 
 fn allowed(key: &VerifiedKey) -> Response {
@@ -241,8 +315,8 @@ fn allowed(key: &VerifiedKey) -> Response {
     set("x-latchkey-site", key.site_id().map(|id| id.to_string()).unwrap_or_default());
     set("x-latchkey-permission", key.permission.as_str().to_owned());
     set("x-latchkey-scopes", key.scopes.to_strings().join(" "));
-    if let Some(owner) = &key.extras().owner_id {
-        set("x-latchkey-owner", owner.to_string());
-    }
+    // Always sent, empty when the key has no owner: proxies that copy it (Caddy 2.6's
+    // copy_headers) would otherwise pass a client's forged value or a placeholder on.
+    set("x-latchkey-owner", key.extras().owner_id.as_deref().unwrap_or_default().to_owned());
     response
 }

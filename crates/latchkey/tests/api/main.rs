@@ -3,6 +3,7 @@
 
 mod authorization;
 mod browser;
+mod caddy;
 mod dashboard_authorization;
 mod errors;
 mod helpers;
