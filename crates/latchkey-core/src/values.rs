@@ -43,7 +43,25 @@ fn parse_name(field: &'static str, raw: &str) -> Result<String, InvalidValue> {
     if trimmed.chars().any(char::is_control) {
         return Err(InvalidValue::new(field, "must not contain control characters"));
     }
+    if trimmed.chars().any(is_invisible_format_char) {
+        return Err(InvalidValue::new(field, "must not contain invisible or text-direction characters"));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// Characters that change how text around them is shown without being seen themselves:
+/// bidirectional overrides and isolates (a name like "admin\u{202E}txt.exe" reads as
+/// something else on the dashboard) and zero-width characters (two names that look the
+/// same but differ).
+pub fn is_invisible_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' // zero-width space, joiners, LRM, RLM
+        | '\u{202A}'..='\u{202E}' // embeddings and overrides
+        | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}' // isolates
+        | '\u{FEFF}' // zero-width no-break space
+        | '\u{061C}' // Arabic letter mark
+    )
 }
 
 macro_rules! name_type {
@@ -86,6 +104,9 @@ impl Description {
                 "description",
                 format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
             ));
+        }
+        if raw.chars().any(is_invisible_format_char) {
+            return Err(InvalidValue::new("description", "must not contain invisible or text-direction characters"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -247,6 +268,17 @@ impl Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_descriptions_refuse_text_direction_and_zero_width_characters() {
+        for sneaky in ["admin\u{202E}txt.exe", "ci\u{200B}deploy", "\u{2066}x\u{2069}", "a\u{FEFF}b"] {
+            assert!(KeyName::parse(sneaky).is_err(), "{sneaky:?}");
+            assert!(SiteName::parse(sneaky).is_err(), "{sneaky:?}");
+            assert!(Description::parse(sneaky).is_err(), "{sneaky:?}");
+        }
+        assert!(KeyName::parse("Café déploiement ✓").is_ok(), "ordinary non-ASCII text is fine");
+        assert!(KeyName::parse("עברית").is_ok(), "right-to-left scripts are fine; only the controls are refused");
+    }
 
     #[test]
     fn names_are_trimmed_and_limited_to_100_characters() {

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     MalformedJson,
+    BadRequest,
     InvalidQuery,
     ConflictingMethod,
     UnsupportedMediaType,
@@ -42,6 +43,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
+            BadRequest => ("bad_request", StatusCode::BAD_REQUEST),
             InvalidQuery => ("invalid_query", StatusCode::BAD_REQUEST),
             ConflictingMethod => ("conflicting_method", StatusCode::BAD_REQUEST),
             UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod response_guards;
 pub mod routes;
 pub mod state;
 
@@ -80,6 +81,7 @@ pub fn app(state: AppState) -> axum::Router {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(response_guards::guard_responses))
         .with_state(state)
 }
 

@@ -51,6 +51,19 @@ pub fn parse_key_id(raw: &str) -> ServiceResult<KeyId> {
     KeyId::parse(raw).ok_or(ServiceError::NotFound("key"))
 }
 
+/// The stores keep balances as signed 64-bit integers: a larger number would come back
+/// negative, so it is refused here rather than stored wrong.
+pub const MAX_CREDITS: u64 = i64::MAX as u64;
+
+fn must_fit_credits(remaining: u64, refill_amount: Option<u64>) -> ServiceResult<()> {
+    if remaining > MAX_CREDITS || refill_amount.is_some_and(|amount| amount > MAX_CREDITS) {
+        return Err(ServiceError::invalid(format!(
+            "credits: remaining and refill.amount must be at most {MAX_CREDITS}"
+        )));
+    }
+    Ok(())
+}
+
 fn must_be_future(expiry: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ServiceResult<()> {
     match expiry {
         Some(at) if at <= now => Err(ServiceError::invalid("expires_at must be in the future")),
@@ -64,6 +77,9 @@ impl Keys<'_> {
     pub async fn create(&self, caller: &Caller, spec: NewKey) -> ServiceResult<(KeyRecord, SecretKey)> {
         caller.may_grant(spec.permission, spec.site_id.as_ref())?;
         must_be_future(spec.expires_at, self.service.now())?;
+        if let Some(credits) = &spec.options.credits {
+            must_fit_credits(credits.remaining, credits.refill.map(|r| r.amount))?;
+        }
         self.issue(&caller.actor, spec).await
     }
 
@@ -136,6 +152,9 @@ impl Keys<'_> {
     pub async fn edit(&self, caller: &Caller, id: &str, edit: &KeyEdit) -> ServiceResult<KeyRecord> {
         let now = self.service.now();
         must_be_future(edit.new_expiry(), now)?;
+        if let Some(Some(credits)) = &edit.credits {
+            must_fit_credits(credits.remaining, credits.refill.flatten().map(|r| r.amount))?;
+        }
         self.change(caller, id, AuditAction::KeyUpdated, |before| {
             let after = edit.applied_to(before, now);
             if edit.permission.is_some() {

@@ -275,3 +275,26 @@ async fn leak_reports_block_valid_keys_and_say_nothing_about_which() {
     let empty = world.service.leaks().report(&[], "x", None).await;
     assert!(matches!(empty, Err(ServiceError::Invalid(_))));
 }
+
+#[tokio::test]
+async fn credits_beyond_what_the_store_can_hold_are_refused_and_the_largest_is_kept_exactly() {
+    let world = World::new().await;
+    let master = Caller::system();
+    let refill = |amount| Some(latchkey_core::Refill { interval: latchkey_core::RefillInterval::Daily, amount });
+    for (remaining, refill) in [(1u64 << 63, None), (5, refill(u64::MAX)), (u64::MAX, None)] {
+        let mut spec = new_key("rich", Permission::Read, Some(&world.site));
+        spec.options.credits = Some(latchkey_core::Credits { remaining, refill, refilled_at: None });
+        let result = world.service.keys().create(&master, spec).await;
+        assert!(matches!(result, Err(ServiceError::Invalid(_))), "{remaining} / {refill:?}: {result:?}");
+    }
+    let largest = latchkey_service::keys::MAX_CREDITS;
+    let mut spec = new_key("rich", Permission::Read, Some(&world.site));
+    spec.options.credits = Some(latchkey_core::Credits { remaining: largest, refill: None, refilled_at: None });
+    let (created, _) = world.service.keys().create(&master, spec).await.unwrap();
+    let stored = world.service.keys().get(&master, &created.id.to_string()).await.unwrap();
+    assert_eq!(stored.options.credits.unwrap().remaining, largest, "read back exactly");
+    let too_many = latchkey_core::CreditsEdit { remaining: largest + 1, refill: None };
+    let edit = KeyEdit { credits: Some(Some(too_many)), ..KeyEdit::default() };
+    let result = world.service.keys().edit(&master, &created.id.to_string(), &edit).await;
+    assert!(matches!(result, Err(ServiceError::Invalid(_))), "{result:?}");
+}

@@ -70,6 +70,10 @@ struct OptionsForm {
     ratelimit_window: String,
     #[serde(default)]
     credits_remaining: String,
+    /// The balance as the page showed it. Unchanged means "keep": the real balance may
+    /// have moved since (each verification spends), and a rename must not reset it.
+    #[serde(default)]
+    credits_was: String,
 }
 
 impl KeyForm {
@@ -132,13 +136,14 @@ impl OptionsForm {
                 (Some(limit), window) => Some(RateLimit::new(limit, window.unwrap_or(60))?),
                 (None, _) => None,
             };
+        let credits_changed = self.credits_remaining.trim() != self.credits_was.trim();
         let credits =
             number::<u64>("credits", &self.credits_remaining)?.map(|remaining| CreditsEdit { remaining, refill: None });
         Ok(KeyEdit {
             owner_id: Some(if owner.is_empty() { None } else { Some(OwnerId::parse(owner)?) }),
             ip_allowlist: Some(parse_allowlist(&networks)?),
             ratelimit: Some(ratelimit),
-            credits: Some(credits),
+            credits: if credits_changed { Some(credits) } else { None },
             ..KeyEdit::default()
         })
     }
@@ -160,6 +165,7 @@ pub fn options_fields(options: &KeyOptions) -> Markup {
             input #ratelimit_window type="number" min="1" max="86400" name="ratelimit_window" value=(options.ratelimit.map(|r| r.window_seconds.to_string()).unwrap_or_else(|| "60".into()));
             label for="credits_remaining" { "Usage credits left (empty: unlimited)" }
             input #credits_remaining type="number" min="0" name="credits_remaining" value=(options.credits.map(|c| c.remaining.to_string()).unwrap_or_default());
+            input type="hidden" name="credits_was" value=(options.credits.map(|c| c.remaining.to_string()).unwrap_or_default());
         }
     }
 }

@@ -75,6 +75,11 @@ impl From<latchkey_core::Denied> for PageError {
     }
 }
 
+/// An error as a dashboard page.
+pub fn error_page(error: ApiError) -> Response {
+    PageError(error).into_response()
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (code, status) = self.0.code.describe();

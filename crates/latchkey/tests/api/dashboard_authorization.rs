@@ -135,3 +135,28 @@ async fn an_admin_key_allowed_only_from_elsewhere_cannot_sign_in_or_stay_signed_
     assert_eq!(page.headers()["location"], "/login?reason=ip_not_allowed");
     assert_eq!(sign_in(&app, &key).await.err(), Some(StatusCode::UNAUTHORIZED), "and a new one cannot start");
 }
+
+#[tokio::test]
+async fn saving_the_edit_form_keeps_credits_spent_since_the_page_was_shown() {
+    let app = spawn_app().await;
+    let site = app.create_site("a").await;
+    let body = serde_json::json!({ "name": "metered", "permission": "read", "site_id": site,
+        "credits": { "remaining": 10 } });
+    let (_, created) = app.post("/api/v1/keys", &app.master_key, body).await;
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned());
+    let master = sign_in(&app, &app.master_key).await.unwrap();
+    // The page shows 10; meanwhile the key spends 4.
+    let spend = serde_json::json!({ "key": key, "cost": 4 });
+    let (_, spent) = app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(spend)).await;
+    assert_eq!(spent["remaining"], 6);
+    let form = [("name", "renamed"), ("permission", "read"), ("credits_remaining", "10"), ("credits_was", "10")];
+    let (status, _) = post_form(&app, &master, &format!("/keys/{id}"), &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, shown) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
+    assert_eq!(shown["name"], "renamed");
+    assert_eq!(shown["credits"]["remaining"], 6, "the rename did not reset the balance");
+    let top_up = [("name", "renamed"), ("permission", "read"), ("credits_remaining", "50"), ("credits_was", "10")];
+    post_form(&app, &master, &format!("/keys/{id}"), &top_up).await;
+    let (_, shown) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
+    assert_eq!(shown["credits"]["remaining"], 50, "a changed balance is set");
+}

@@ -75,3 +75,48 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let (status, body) = app.get("/api/v1/keys/key_doesnotexist", &app.master_key).await;
     assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
 }
+
+#[tokio::test]
+async fn errors_that_axum_writes_as_text_reach_the_client_as_json() {
+    let app = spawn_app().await;
+    let site = app.create_site("blog").await;
+    let (id, _) = app.create_key("read", Some(&site)).await;
+    let not_utf8 = app.call(Method::GET, "/api/v1/keys/%FF%FE", Some(&app.master_key), None).await;
+    assert_eq!((not_utf8.0.as_u16(), error_code(&not_utf8.1)), (400, "bad_request"), "{}", not_utf8.1);
+    let huge_rotate = app
+        .client
+        .post(format!("{}/api/v1/keys/{id}/rotate", app.address))
+        .header("X-API-Key", &app.master_key)
+        .header("content-type", "application/json")
+        .body(format!("{{\"grace_seconds\": 1, \"pad\": \"{}\"}}", "x".repeat(70 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge_rotate.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(huge_rotate.headers()["content-type"], "application/json");
+    assert_eq!(error_code(&huge_rotate.json().await.unwrap()), "payload_too_large");
+}
+
+#[tokio::test]
+async fn names_with_text_direction_or_invisible_characters_are_refused() {
+    let app = spawn_app().await;
+    let site = app.create_site("blog").await;
+    for sneaky in ["deploy\u{202E}gpj.exe", "ci\u{200B}deploy"] {
+        let body = json!({ "name": sneaky, "permission": "read", "site_id": site });
+        let (status, answer) = app.post("/api/v1/keys", &app.master_key, body).await;
+        assert_eq!((status.as_u16(), error_code(&answer)), (422, "validation_failed"), "{sneaky:?}");
+        let (status, answer) = app.post("/api/v1/sites", &app.master_key, json!({ "name": sneaky })).await;
+        assert_eq!((status.as_u16(), error_code(&answer)), (422, "validation_failed"), "{sneaky:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_response_says_nosniff_and_pages_cannot_be_framed() {
+    let app = spawn_app().await;
+    let api = app.client.get(format!("{}/api/v1/sites", app.address)).send().await.unwrap();
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
+    let page = app.client.get(format!("{}/login", app.address)).send().await.unwrap();
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+}
