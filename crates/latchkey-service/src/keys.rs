@@ -9,8 +9,8 @@ use crate::listing::{PageRequest, Paged};
 use crate::Service;
 use chrono::{DateTime, NaiveDate, Utc};
 use latchkey_core::{
-    Actor, AuditAction, AuditChange, AuditEvent, Caller, Description, KeyEdit, KeyId, KeyName, KeyOptions, KeyRecord,
-    NewKey, Permission, Scopes, SecretKey, SiteId, Status,
+    Actor, AuditAction, AuditChange, AuditEvent, Caller, Credits, Description, KeyEdit, KeyId, KeyName, KeyOptions,
+    KeyRecord, KeyState, NewKey, Permission, Scopes, SecretKey, SiteId, Status,
 };
 use latchkey_store::{day_number, next_version, truncate_to_millis, Audited, KeyFilter, StoreError};
 use std::collections::HashMap;
@@ -223,16 +223,26 @@ impl Keys<'_> {
             )));
         }
         let old = self.get(caller, id).await?;
-        if old.status == Status::Blocked {
-            return Err(ServiceError::Conflict(
-                "a blocked key cannot be rotated; unblock it first or create a new key".into(),
-            ));
-        }
         let now = truncate_to_millis(self.service.now());
+        match old.state_at(now) {
+            KeyState::Active => {}
+            KeyState::Blocked => {
+                return Err(ServiceError::Conflict(
+                    "a blocked key cannot be rotated; unblock it first or create a new key".into(),
+                ))
+            }
+            // Rotation must not turn a key that has run out into a fresh one.
+            KeyState::Expired => {
+                return Err(ServiceError::Conflict("an expired key cannot be rotated; create a new key".into()))
+            }
+        }
         let secret = self.service.key_format.generate();
         let mut options = old.options.clone();
         options.rotated_from = Some(old.id.clone());
         options.rotated_to = None;
+        // The balance moves to the new key: copying it would let the two keys spend it twice
+        // during the grace period. The old key keeps its refill plan off and nothing to spend.
+        let moved_credits = old.options.credits.map(|credits| Credits { remaining: 0, refill: None, ..credits });
         let new = KeyRecord {
             id: KeyId::generate(),
             prefix: secret.display_prefix(),
@@ -241,12 +251,14 @@ impl Keys<'_> {
             created_by: caller.actor.key_id.clone(),
             updated_at: now,
             last_used_at: None,
-            expires_at: None,
+            // A replacement lives no longer than the key it replaces.
+            expires_at: old.expires_at,
             options,
             ..old.clone()
         };
         let mut old_after = old.clone();
         old_after.options.rotated_to = Some(new.id.clone());
+        old_after.options.credits = moved_credits;
         let grace_ends = now + chrono::Duration::seconds(grace_seconds as i64);
         old_after.expires_at = Some(old.expires_at.map_or(grace_ends, |expiry| expiry.min(grace_ends)));
         old_after.updated_at = next_version(old.updated_at, now);

@@ -298,3 +298,33 @@ async fn credits_beyond_what_the_store_can_hold_are_refused_and_the_largest_is_k
     let result = world.service.keys().edit(&master, &created.id.to_string(), &edit).await;
     assert!(matches!(result, Err(ServiceError::Invalid(_))), "{result:?}");
 }
+
+#[tokio::test]
+async fn a_rotated_key_keeps_its_expiry_takes_the_balance_and_an_expired_key_cannot_be_rotated() {
+    let world = World::new().await;
+    let master = Caller::system();
+    let expiry = world.service.now() + chrono::Duration::days(10);
+    let mut spec = new_key("metered", Permission::Read, Some(&world.site));
+    spec.expires_at = Some(expiry);
+    spec.options.credits = Some(latchkey_core::Credits { remaining: 2, refill: None, refilled_at: None });
+    let (old, old_secret) = world.service.keys().create(&master, spec).await.unwrap();
+    let (new, new_secret) = world.service.keys().rotate(&master, &old.id.to_string(), 3600).await.unwrap();
+    assert_eq!(new.expires_at.map(|t| t.timestamp_millis()), Some(expiry.timestamp_millis()), "no longer life");
+    let spend = |secret: &SecretKey| {
+        let check = Check { cost: Some(1), ..Check::default() };
+        let key = secret.expose().to_owned();
+        let service = world.service.clone();
+        async move { service.verify(Presented::Key(&key), &check).await.unwrap().allowed().err() }
+    };
+    assert_eq!(spend(&old_secret).await, Some(Refusal::UsageExceeded), "the old key has nothing left to spend");
+    assert_eq!(spend(&new_secret).await, None);
+    assert_eq!(spend(&new_secret).await, None);
+    assert_eq!(spend(&new_secret).await, Some(Refusal::UsageExceeded), "two uses in all, not four");
+
+    let mut short = new_key("short", Permission::Read, Some(&world.site));
+    short.expires_at = Some(world.service.now() + chrono::Duration::seconds(5));
+    let (short, _) = world.service.keys().create(&master, short).await.unwrap();
+    world.clock.advance(chrono::Duration::seconds(5));
+    let result = world.service.keys().rotate(&master, &short.id.to_string(), 0).await;
+    assert!(matches!(result, Err(ServiceError::Conflict(_))), "{result:?}");
+}
