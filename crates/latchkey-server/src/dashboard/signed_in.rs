@@ -5,7 +5,7 @@
 
 use super::sessions::Session;
 use super::views::{self, layout, notice};
-use super::{CsrfForm, PageError, PageResult};
+use super::{sessions, CsrfForm, PageError, PageResult};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{client_ip, ClientIp, PeerAddr};
 use crate::state::AppState;
@@ -22,6 +22,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 const SESSION_COOKIE: &str = "latchkey_session";
+/// Login CSRF: the sign-in form carries a token that must match this cookie, so another
+/// site cannot sign a browser in with the attacker's key (and watch what it does).
+const LOGIN_COOKIE: &str = "latchkey_login";
 
 /// The signed-in user of a dashboard request. The session's key is re-checked on every
 /// request, so a blocked, expired or deleted key is signed out at once.
@@ -117,17 +120,24 @@ pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
     login_form(message, StatusCode::OK)
 }
 
+/// The sign-in page, with a fresh login token in the form and in a cookie.
 fn login_form(message: Option<&str>, status: StatusCode) -> Response {
+    let token = sessions::random_token();
     let body = html! {
         @if let Some(message) = message { (notice(message, status != StatusCode::OK)) }
         p { "Paste an Admin or Master API key. It is checked by the server and never stored in your browser." }
         form method="post" action="/login" {
+            input type="hidden" name="login_token" value=(token);
             label for="key" { "API key" }
             input #key type="password" name="key" autocomplete="off" required;
             p { button type="submit" { "Sign in" } }
         }
     };
-    (status, Html(layout(views::Page { title: "Sign in", signed_in: None }, body).into_string())).into_response()
+    let mut response =
+        (status, Html(layout(views::Page { title: "Sign in", signed_in: None }, body).into_string())).into_response();
+    let cookie = format!("{LOGIN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600");
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a valid cookie"));
+    response
 }
 
 /// Why a pasted key cannot sign in, in plain words, with the status to answer.
@@ -154,6 +164,8 @@ fn sign_in_refusal(refusal: Refusal) -> (StatusCode, &'static str) {
 #[derive(Deserialize)]
 pub struct LoginForm {
     key: String,
+    #[serde(default)]
+    login_token: String,
 }
 
 /// The cookie is `Secure` only when a trusted proxy says the browser used https.
@@ -169,6 +181,11 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let expected = cookie_value(&headers, LOGIN_COOKIE);
+    if form.login_token.is_empty() || expected.as_deref() != Some(form.login_token.as_str()) {
+        let page = login_form(Some("This sign-in form is out of date. Try again."), StatusCode::FORBIDDEN);
+        return with_error_code(page, ErrorCode::CsrfFailed);
+    }
     let presented = Presented::from_header(Some(&form.key));
     let check = Check::any_valid_key(ip).requiring(Requirement::dashboard());
     let refusal = match state.service.verify(presented, &check).await {
@@ -199,4 +216,11 @@ pub async fn logout(State(state): State<AppState>, user: Dashboard, Form(form): 
     let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&expired).expect("a valid cookie"));
     Ok(response)
+}
+
+/// Names the machine code of a refused sign-in, as error pages do.
+fn with_error_code(mut response: Response, code: ErrorCode) -> Response {
+    let value = HeaderValue::from_static(code.describe().0);
+    response.headers_mut().insert(axum::http::HeaderName::from_static("x-latchkey-error"), value);
+    response
 }

@@ -276,7 +276,7 @@ async fn a_read_key_cannot_sign_in_and_says_why() {
 /// Signs in over plain HTTP and returns the session cookie and the page's CSRF token.
 async fn sign_in_without_a_browser(app: &TestApp, key: &str) -> (String, String) {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = client.post(format!("{}/login", app.address)).form(&[("key", key)]).send().await.unwrap();
+    let response = crate::helpers::post_sign_in(&app.address, key).await;
     let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     assert!(!set_cookie.contains(key), "the key is never put in a cookie");

@@ -2,7 +2,7 @@
 //! browser: the same policy as the API (through the same service operations), a CSRF
 //! token on every form, and sign-in refused to keys that may not manage keys.
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{post_sign_in, spawn_app, TestApp};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
@@ -17,11 +17,17 @@ fn client() -> reqwest::Client {
 
 /// Signs in with `key`; `None` when sign-in is refused (with its status).
 async fn sign_in(app: &TestApp, key: &str) -> Result<Session, StatusCode> {
-    let response = client().post(format!("{}/login", app.address)).form(&[("key", key)]).send().await.unwrap();
-    let Some(set_cookie) = response.headers().get("set-cookie") else {
+    let response = post_sign_in(&app.address, key).await;
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("latchkey_session="));
+    let Some(set_cookie) = session else {
         return Err(response.status());
     };
-    let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let page = client().get(format!("{}/keys", app.address)).header("cookie", &cookie).send().await.unwrap();
     let html = page.text().await.unwrap();
     let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
@@ -159,4 +165,16 @@ async fn saving_the_edit_form_keeps_credits_spent_since_the_page_was_shown() {
     post_form(&app, &master, &format!("/keys/{id}"), &top_up).await;
     let (_, shown) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
     assert_eq!(shown["credits"]["remaining"], 50, "a changed balance is set");
+}
+
+#[tokio::test]
+async fn a_sign_in_without_the_forms_login_token_is_refused() {
+    let app = spawn_app().await;
+    let forged = client().post(format!("{}/login", app.address)).form(&[("key", app.master_key.as_str())]);
+    let response = forged.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(response.headers()["x-latchkey-error"], "csrf_failed");
+    let set_cookie: Vec<_> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(set_cookie.iter().all(|c| !c.starts_with("latchkey_session")), "no session: {set_cookie:?}");
+    assert_eq!(post_sign_in(&app.address, &app.master_key).await.status(), StatusCode::SEE_OTHER);
 }

@@ -236,3 +236,20 @@ where
     }
     false
 }
+
+/// Signs in to the dashboard as a browser would: fetches the sign-in page (its login token
+/// and cookie), then posts the key with them. Returns the answer to the post.
+pub async fn post_sign_in(base: &str, key: &str) -> reqwest::Response {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = client.get(format!("{base}/login")).send().await.expect("the sign-in page");
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let token = html.split("name=\"login_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    client
+        .post(format!("{base}/login"))
+        .header("cookie", cookie)
+        .form(&[("key", key), ("login_token", token.as_str())])
+        .send()
+        .await
+        .expect("the server answers")
+}

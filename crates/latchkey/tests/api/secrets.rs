@@ -71,8 +71,8 @@ async fn no_key_value_reaches_the_trace_log_or_the_database_files() {
     server.call(Method::GET, "/api/v1/keys", Some(&read), None).await;
     let patch = json!({"key": read});
     server.call(Method::PATCH, &format!("/api/v1/keys/{}", ids[0]), Some(&master), Some(patch)).await;
-    let login = server.client.post(format!("{}/login", server.base)).form(&[("key", admin.as_str())]).send().await;
-    assert_eq!(login.unwrap().status(), 303, "the admin signs in to the dashboard");
+    let login = crate::helpers::post_sign_in(&server.base, &admin).await;
+    assert_eq!(login.status(), 303, "the admin signs in to the dashboard");
     let rotated = server.call(Method::POST, &format!("/api/v1/keys/{}/rotate", ids[0]), Some(&master), None).await;
     secrets.push(rotated["key"].as_str().unwrap().to_owned());
     server.call(Method::POST, &format!("/api/v1/keys/{}/block", ids[1]), Some(&master), None).await;
