@@ -1,6 +1,7 @@
 //! The server's configuration, as a value passed in (no global state). The binary builds
 //! it from flags and environment variables; tests build it directly.
 
+pub use crate::connections::ConnectionLimits;
 use axum::http::HeaderMap;
 use latchkey_core::{IpNetwork, KeyFormat};
 use latchkey_service::{ServiceConfig, ThrottleConfig};
@@ -26,6 +27,8 @@ pub struct ServerConfig {
     pub failure_throttle: ThrottleConfig,
     /// A dashboard session ends after this long without a request.
     pub session_idle_timeout: Duration,
+    /// How many connections at once, and how long a client may take to send headers.
+    pub connections: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             last_used_flush_interval: Duration::from_secs(1),
             failure_throttle: ThrottleConfig::default(),
             session_idle_timeout: Duration::from_secs(12 * 3600),
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! and every key check goes through `latchkey_service::Service`.
 
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
@@ -16,7 +17,6 @@ use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::Json;
 use std::future::Future;
-use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::OpenApi;
@@ -103,8 +103,7 @@ pub async fn serve(
     follow_invalidations(&state).await?;
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(write_bookkeeping_periodically(state.clone(), stopped));
-    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
+    let served = connections::serve_connections(listener, app(state.clone()), state.config.connections, shutdown).await;
     // Not `abort`: a flush in progress holds a batch taken out of memory; let it finish.
     let _ = stop_flusher.send(true);
     let _ = flusher.await;

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use latchkey_core::KeyFormat;
-use latchkey_server::config::TrustedProxies;
+use latchkey_server::config::{ConnectionLimits, TrustedProxies};
 use latchkey_server::state::AppState;
 use latchkey_server::throttle::ThrottleConfig;
 use latchkey_server::{ServerConfig, SystemClock};
@@ -90,6 +90,13 @@ struct ServeArgs {
     /// The throttling window, in seconds.
     #[arg(long, env = "LATCHKEY_FAILURE_WINDOW", default_value_t = 60)]
     failure_window: u32,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (also the longest a kept-alive
+    /// connection may stay idle).
+    #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value_t = 10.0)]
+    header_timeout: f64,
 }
 
 impl DatabaseArgs {
@@ -147,6 +154,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache_capacity: args.cache_capacity,
         cache_max_staleness: args.cache_max_staleness.map(Duration::from_secs_f64),
         failure_throttle: ThrottleConfig { max_failures: args.failure_limit, window_seconds: args.failure_window },
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            header_read_timeout: Duration::try_from_secs_f64(args.header_timeout)
+                .ok()
+                .filter(|timeout| !timeout.is_zero())
+                .context("--header-timeout must be a positive number of seconds")?,
+            ..ConnectionLimits::default()
+        },
         ..ServerConfig::default()
     };
     let state = AppState::new(args.database.open().await?, config, Arc::new(SystemClock));

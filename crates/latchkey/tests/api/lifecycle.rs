@@ -93,3 +93,56 @@ async fn serve_prints_the_first_master_key_once_and_stops_cleanly_on_sigterm() {
     assert_eq!(stdout.lines().count(), 1, "only the key on stdout: {stdout:?}");
     assert!(latchkey_core::ParsedKey::parse(stdout.trim()).is_ok());
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = latchkey_server::config::ConnectionLimits {
+        header_read_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let app = spawn_app_with(Options {
+        config: ServerConfig { connections: limits, ..ServerConfig::default() },
+        ..Options::default()
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(stream);
+    }
+    let (status, _) = app.get("/api/v1/whoami", &app.master_key).await;
+    assert_eq!(status, StatusCode::OK, "a normal request is served meanwhile");
+    let started = std::time::Instant::now();
+    let mut closed = 0;
+    for stream in &mut slow {
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await;
+        // Closed: end of stream, a reset, or hyper's 408 before closing.
+        if matches!(read, Ok(Ok(_)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 50, "every half-sent request was closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "within the timeout, not the test's deadline");
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_for_a_free_one() {
+    let limits = latchkey_server::config::ConnectionLimits { max_connections: 2, ..Default::default() };
+    let app = spawn_app_with(Options {
+        config: ServerConfig { connections: limits, ..ServerConfig::default() },
+        ..Options::default()
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let held: Vec<_> = futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(&address))).await;
+    let third =
+        reqwest::Client::new().get(format!("{}/healthz", app.address)).timeout(Duration::from_millis(700)).send().await;
+    assert!(third.is_err(), "a third connection is not served while two are held");
+    drop(held);
+    let (status, _) = app.get("/api/v1/whoami", &app.master_key).await;
+    assert_eq!(status, StatusCode::OK, "served once the held connections close");
+}
