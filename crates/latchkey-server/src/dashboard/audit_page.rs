@@ -14,7 +14,7 @@ use maud::html;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
-pub struct AuditPageQuery {
+pub struct AuditFilters {
     key: Option<String>,
     action: Option<String>,
     site: Option<String>,
@@ -23,7 +23,7 @@ pub struct AuditPageQuery {
 pub async fn audit_page(
     State(state): State<AppState>,
     user: Dashboard,
-    Query(query): Query<AuditPageQuery>,
+    Query(query): Query<AuditFilters>,
 ) -> PageResult {
     let filter = AuditQuery {
         site: query.site.as_deref().and_then(parse_site),

@@ -37,15 +37,15 @@ pub struct KeyForm {
     fields: KeyFields,
 }
 
-/// The key page's Edit form.
+/// The key page's Edit form: the shared fields, and the expiry as the page showed it (to
+/// the minute), since an unchanged expiry means "keep".
 #[derive(Deserialize)]
 pub struct EditForm {
-    pub csrf: Option<String>,
-    /// The expiry as the page showed it (to the minute): unchanged means "keep".
-    #[serde(default)]
-    expires_at_was: String,
     #[serde(flatten)]
     fields: KeyFields,
+    #[serde(default)]
+    expires_at_was: String,
+    pub csrf: Option<String>,
 }
 
 /// The key page's Rotate form.

@@ -4,14 +4,14 @@
 use super::forms::{expiry_field_value, options_fields, EditForm, RotateForm};
 use super::new_key::new_key_shown_once;
 use super::sessions;
-use super::signed_in::Dashboard;
+use super::signed_in::{Dashboard, Submitted};
+use super::views::Confirmation;
 use super::views::{self, csrf_field, relative_time};
 use super::{capitalized, page, CsrfForm, PageError, PageResult};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
-use axum::Form;
 use latchkey_core::Status;
 use maud::html;
 
@@ -91,11 +91,9 @@ pub async fn key_page(State(state): State<AppState>, user: Dashboard, Path(id): 
 
 pub async fn update_key(
     State(state): State<AppState>,
-    user: Dashboard,
     Path(id): Path<String>,
-    Form(form): Form<EditForm>,
+    Submitted { user, form }: Submitted<EditForm>,
 ) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
     let updated = state.service.keys().edit(&user.caller, &id, &form.edit()?).await?;
     Ok(Redirect::to(&format!("/keys/{}", updated.id)).into_response())
 }
@@ -103,11 +101,9 @@ pub async fn update_key(
 /// `POST /keys/{id}/block` and `/keys/{id}/unblock` (the other actions have routes of their own).
 pub async fn block_or_unblock_key(
     State(state): State<AppState>,
-    user: Dashboard,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    Submitted { user, .. }: Submitted<CsrfForm>,
 ) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
     let keys = state.service.keys();
     let key = match action.as_str() {
         "block" => keys.block(&user.caller, &id).await?,
@@ -119,11 +115,9 @@ pub async fn block_or_unblock_key(
 
 pub async fn rotate_key(
     State(state): State<AppState>,
-    user: Dashboard,
     Path(id): Path<String>,
-    Form(form): Form<RotateForm>,
+    Submitted { user, form }: Submitted<RotateForm>,
 ) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
     let grace_seconds = form.grace_seconds()?;
     user.check_single_use(form.form_id.as_deref())?;
     let (record, secret) = state.service.keys().rotate(&user.caller, &id, grace_seconds).await?;
@@ -132,25 +126,16 @@ pub async fn rotate_key(
 
 pub async fn delete_key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path<String>) -> PageResult {
     let key = state.service.keys().get(&user.caller, &id).await?;
-    let body = html! {
-        p { "Delete the key " strong { (key.name.as_str()) } " (" code { (key.prefix.as_str()) } ")? Anything using it stops working immediately. This cannot be undone." }
-        form method="post" action={ "/keys/" (key.id) "/delete" } {
-            (csrf_field(&user.session.csrf_token))
-            button.danger type="submit" { "Delete " (key.name.as_str()) }
-            " "
-            a href={ "/keys/" (key.id) } { "Cancel" }
-        }
+    let question = html! {
+        "Delete the key " strong { (key.name.as_str()) } " (" code { (key.prefix.as_str()) } ")? Anything using it stops working immediately. This cannot be undone."
     };
-    Ok(page("Delete API key", &user, body))
+    let back = format!("/keys/{}", key.id);
+    let confirm = Confirmation { question, action: format!("{back}/delete"), subject: key.name.as_str(), cancel: back };
+    Ok(page("Delete API key", &user, confirm.render(&user)))
 }
 
-pub async fn delete_key(
-    State(state): State<AppState>,
-    user: Dashboard,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
+pub async fn delete_key(State(state): State<AppState>, Path(id): Path<String>, f: Submitted<CsrfForm>) -> PageResult {
+    let user = f.user;
     let key = state.service.keys().delete(&user.caller, &id).await?;
     let site = key.site_id.map(|s| s.to_string()).unwrap_or_default();
     Ok(Redirect::to(&format!("/keys?site={site}")).into_response())

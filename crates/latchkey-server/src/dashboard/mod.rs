@@ -120,3 +120,16 @@ fn capitalized(word: &str) -> String {
 struct CsrfForm {
     csrf: Option<String>,
 }
+
+/// Each form names its CSRF field once, here.
+macro_rules! carries_csrf {
+    ($($form:ty),*) => {
+        $(impl signed_in::CarriesCsrf for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        })*
+    };
+}
+
+carries_csrf!(CsrfForm, forms::KeyForm, forms::EditForm, forms::RotateForm, sites_page::SiteForm);

@@ -2,27 +2,22 @@
 
 use super::forms::{options_fields, parse_site, KeyForm};
 use super::sessions;
-use super::signed_in::Dashboard;
+use super::signed_in::{Dashboard, Submitted};
 use super::views::csrf_field;
 use super::{capitalized, page, PageResult};
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use axum::Form;
 use latchkey_core::{KeyRecord, SecretKey};
 use maud::html;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
-pub struct NewKeyQuery {
+pub struct SitePick {
     site: Option<String>,
 }
 
-pub async fn new_key_page(
-    State(state): State<AppState>,
-    user: Dashboard,
-    Query(query): Query<NewKeyQuery>,
-) -> PageResult {
+pub async fn new_key_page(State(state): State<AppState>, user: Dashboard, Query(query): Query<SitePick>) -> PageResult {
     let sites = state.service.sites().pickable(&user.caller).await?;
     let selected = query.site.as_deref().and_then(parse_site);
     let levels = user.caller.creatable_levels();
@@ -55,8 +50,7 @@ pub async fn new_key_page(
     Ok(page("New API Key", &user, body))
 }
 
-pub async fn create_key(State(state): State<AppState>, user: Dashboard, Form(form): Form<KeyForm>) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
+pub async fn create_key(State(state): State<AppState>, Submitted { user, form }: Submitted<KeyForm>) -> PageResult {
     let spec = form.new_key(state.clock.now())?;
     // Checked before the single-use mark, so a refused grant can be corrected and resent.
     user.caller.may_grant(spec.permission, spec.site_id.as_ref())?;

@@ -9,7 +9,7 @@ use super::{sessions, CsrfForm, PageError, PageResult};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{client_ip, ClientIp, PeerAddr};
 use crate::state::AppState;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -17,6 +17,7 @@ use axum::Form;
 use latchkey_core::{Actor, Caller, ParsedKey, Refusal, Requirement};
 use latchkey_service::{Check, Presented, Verdict};
 use maud::html;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +81,31 @@ impl FromRequestParts<AppState> for Dashboard {
     }
 }
 
+/// A state-changing form, posted by a signed-in user with the session's CSRF token: the
+/// one way a dashboard handler receives a form, so none can forget the token check.
+pub struct Submitted<T> {
+    pub user: Dashboard,
+    pub form: T,
+}
+
+/// A form that carries the CSRF token in its `csrf` field.
+pub trait CarriesCsrf {
+    fn csrf(&self) -> Option<&str>;
+}
+
+impl<T: DeserializeOwned + CarriesCsrf + Send> FromRequest<AppState> for Submitted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let user = Dashboard::from_request_parts(&mut parts, state).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(form) = Form::<T>::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        user.check_csrf(form.csrf()).map_err(IntoResponse::into_response)?;
+        Ok(Self { user, form })
+    }
+}
+
 impl Dashboard {
     /// Forms that show a new key are single-use, so a reload cannot make a second key.
     pub fn check_single_use(&self, form_id: Option<&str>) -> Result<(), PageError> {
@@ -94,7 +120,7 @@ impl Dashboard {
     }
 
     /// Every state-changing form carries the session's CSRF token.
-    pub fn check_csrf(&self, token: Option<&str>) -> Result<(), PageError> {
+    fn check_csrf(&self, token: Option<&str>) -> Result<(), PageError> {
         match token {
             Some(token) if token == self.session.csrf_token => Ok(()),
             _ => Err(PageError(ApiError::new(
@@ -209,8 +235,7 @@ pub async fn login(
     response
 }
 
-pub async fn logout(State(state): State<AppState>, user: Dashboard, Form(form): Form<CsrfForm>) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
+pub async fn logout(State(state): State<AppState>, Submitted { user, .. }: Submitted<CsrfForm>) -> PageResult {
     state.sessions.end(&user.session_id);
     let mut response = Redirect::to("/login?reason=signed_out").into_response();
     let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");

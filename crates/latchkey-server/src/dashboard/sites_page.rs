@@ -1,12 +1,12 @@
 //! The Sites page, for Master keys: create, rename and delete sites.
 
-use super::signed_in::Dashboard;
+use super::signed_in::{Dashboard, Submitted};
 use super::views::csrf_field;
+use super::views::Confirmation;
 use super::{page, CsrfForm, PageResult};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect};
-use axum::Form;
 use latchkey_core::SiteName;
 use maud::html;
 use serde::Deserialize;
@@ -40,23 +40,20 @@ pub async fn sites_page(State(state): State<AppState>, user: Dashboard) -> PageR
 
 #[derive(Deserialize)]
 pub struct SiteForm {
-    csrf: Option<String>,
+    pub csrf: Option<String>,
     name: String,
 }
 
-pub async fn create_site(State(state): State<AppState>, user: Dashboard, Form(form): Form<SiteForm>) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
+pub async fn create_site(State(state): State<AppState>, Submitted { user, form }: Submitted<SiteForm>) -> PageResult {
     state.service.sites().create(&user.caller, SiteName::parse(&form.name)?).await?;
     Ok(Redirect::to("/sites").into_response())
 }
 
 pub async fn rename_site(
     State(state): State<AppState>,
-    user: Dashboard,
     Path(id): Path<String>,
-    Form(form): Form<SiteForm>,
+    Submitted { user, form }: Submitted<SiteForm>,
 ) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
     state.service.sites().rename(&user.caller, &id, SiteName::parse(&form.name)?).await?;
     Ok(Redirect::to("/sites").into_response())
 }
@@ -64,24 +61,16 @@ pub async fn rename_site(
 pub async fn delete_site_page(State(state): State<AppState>, user: Dashboard, Path(id): Path<String>) -> PageResult {
     user.caller.may_manage_sites()?;
     let site = state.service.sites().get(&user.caller, &id).await?;
-    let body = html! {
-        p { "Delete the site " strong { (site.name.as_str()) } " and all its API keys? Every one of them stops working immediately." }
-        form method="post" action={ "/sites/" (site.id) "/delete" } {
-            (csrf_field(&user.session.csrf_token))
-            button.danger type="submit" { "Delete " (site.name.as_str()) }
-            " " a href="/sites" { "Cancel" }
-        }
+    let question = html! {
+        "Delete the site " strong { (site.name.as_str()) } " and all its API keys? Every one of them stops working immediately."
     };
-    Ok(page("Delete site", &user, body))
+    let action = format!("/sites/{}/delete", site.id);
+    let confirm = Confirmation { question, action, subject: site.name.as_str(), cancel: "/sites".into() };
+    Ok(page("Delete site", &user, confirm.render(&user)))
 }
 
-pub async fn delete_site(
-    State(state): State<AppState>,
-    user: Dashboard,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> PageResult {
-    user.check_csrf(form.csrf.as_deref())?;
+pub async fn delete_site(State(state): State<AppState>, Path(id): Path<String>, f: Submitted<CsrfForm>) -> PageResult {
+    let user = f.user;
     state.service.sites().delete(&user.caller, &id).await?;
     Ok(Redirect::to("/sites").into_response())
 }

@@ -166,3 +166,28 @@ pub fn usage_chart(days: &[latchkey_service::keys::UsageDay]) -> Markup {
         }
     }
 }
+
+/// A page that asks before something that cannot be undone: the question, a red button
+/// naming what goes, and a way back.
+pub struct Confirmation<'a> {
+    pub question: Markup,
+    /// Where the confirming form posts.
+    pub action: String,
+    /// What is deleted, for the button ("Delete Blog").
+    pub subject: &'a str,
+    pub cancel: String,
+}
+
+impl Confirmation<'_> {
+    pub fn render(self, user: &super::signed_in::Dashboard) -> Markup {
+        html! {
+            p { (self.question) }
+            form method="post" action=(self.action) {
+                (csrf_field(&user.session.csrf_token))
+                button.danger type="submit" { "Delete " (self.subject) }
+                " "
+                a href=(self.cancel) { "Cancel" }
+            }
+        }
+    }
+}
