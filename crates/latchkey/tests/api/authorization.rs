@@ -2,7 +2,7 @@
 //! Master keys, an Admin of another site, no key, and a blocked key, with the exact
 //! status and error code of each cell.
 
-use crate::helpers::{error_code, spawn_app, TestApp};
+use crate::helpers::{error_code, spawn_app, spawn_app_with_sites, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -221,8 +221,7 @@ async fn every_route_answers_every_kind_of_caller_exactly_as_specified() {
 
 #[tokio::test]
 async fn an_admin_cannot_create_raise_to_or_see_a_master_key() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (_, admin) = app.create_key("admin", Some(&site)).await;
     let (status, body) =
         app.post("/api/v1/keys", &admin, json!({ "name": "m", "permission": "master", "site_id": null })).await;
@@ -243,9 +242,7 @@ async fn an_admin_cannot_create_raise_to_or_see_a_master_key() {
 
 #[tokio::test]
 async fn an_admin_of_site_a_cannot_touch_site_b() {
-    let app = spawn_app().await;
-    let a = app.create_site("a").await;
-    let b = app.create_site("b").await;
+    let (app, [a, b]) = spawn_app_with_sites(["a", "b"]).await;
     let (_, admin_a) = app.create_key("admin", Some(&a)).await;
     let (key_b, _) = app.create_key("read", Some(&b)).await;
     let (status, body) =
@@ -262,8 +259,7 @@ async fn an_admin_of_site_a_cannot_touch_site_b() {
 
 #[tokio::test]
 async fn nobody_can_create_a_key_above_their_own_level() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (_, admin) = app.create_key("admin", Some(&site)).await;
     let (_, created) = app.create_key_as(&admin, "admin", Some(&site)).await;
     let (status, _) = app.get("/api/v1/whoami", &created).await;

@@ -2,23 +2,16 @@
 //! `chromium` and `chromium-driver`; `.ci/run` installs them). Screenshots of the main
 //! pages go to `target/tmp/screenshots/`.
 
-use crate::helpers::{eventually, spawn_app, TestApp};
+use crate::helpers::{eventually, spawn_app, spawn_app_with_sites, start_and_wait, ChildProcess, TestApp};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 struct Browser {
     client: Client,
-    driver: Child,
+    _driver: ChildProcess,
     _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
 }
 
 fn require(path: &str, package: &str) -> String {
@@ -33,16 +26,9 @@ async fn start_browser() -> Browser {
     let chromedriver = require("/usr/bin/chromedriver", "chromium-driver");
     let chromium = require("/usr/bin/chromium", "chromium");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let driver = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let status = format!("http://127.0.0.1:{port}/status");
-    let http = reqwest::Client::new();
-    let ready = eventually(Duration::from_secs(20), || async { http.get(&status).send().await.is_ok() }).await;
-    assert!(ready, "chromedriver did not answer");
+    let mut command = Command::new(chromedriver);
+    command.arg(format!("--port={port}"));
+    let driver = start_and_wait(command, &format!("http://127.0.0.1:{port}/status"), "chromedriver").await;
     let profile = tempfile::tempdir().unwrap();
     let capabilities = json!({
         "goog:chromeOptions": {
@@ -60,7 +46,7 @@ async fn start_browser() -> Browser {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a Chromium session");
-    Browser { client, driver, _profile: profile }
+    Browser { client, _driver: driver, _profile: profile }
 }
 
 impl Browser {
@@ -230,9 +216,7 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
 
 #[tokio::test]
 async fn an_admin_sees_only_its_site_cannot_pick_master_and_is_signed_out_when_blocked() {
-    let app = spawn_app().await;
-    let own = app.create_site("own").await;
-    let other = app.create_site("other").await;
+    let (app, [own, other]) = spawn_app_with_sites(["own", "other"]).await;
     let (admin_id, admin) = app.create_key("admin", Some(&own)).await;
     let browser = start_browser().await;
     browser.sign_in(&app, &admin).await;
@@ -261,8 +245,7 @@ async fn an_admin_sees_only_its_site_cannot_pick_master_and_is_signed_out_when_b
 
 #[tokio::test]
 async fn a_read_key_cannot_sign_in_and_says_why() {
-    let app = spawn_app().await;
-    let site = app.create_site("s").await;
+    let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let (_, read) = app.create_key("read", Some(&site)).await;
     let browser = start_browser().await;
     browser.sign_in(&app, &read).await;
@@ -289,8 +272,7 @@ async fn sign_in_without_a_browser(app: &TestApp, key: &str) -> (String, String)
 
 #[tokio::test]
 async fn a_form_post_without_the_csrf_token_is_refused() {
-    let app = spawn_app().await;
-    let site = app.create_site("s").await;
+    let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     let (cookie, token) = sign_in_without_a_browser(&app, &app.master_key).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

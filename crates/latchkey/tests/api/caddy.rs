@@ -2,22 +2,11 @@
 //! docs/integrations/Caddyfile, and the headers Traefik's forwardAuth sends, sent
 //! directly: forged methods, addresses and identity headers change nothing.
 
-use crate::helpers::{error_code, eventually, spawn_app_with, Options, TestApp};
-use crate::nginx::{free_port, start_upstream};
-use latchkey_server::ServerConfig;
+use crate::helpers::{error_code, start_and_wait, ChildProcess, TestApp};
+use crate::nginx::{allowed_only_from_ten, free_port, one_a_minute, spawn_app_behind_a_proxy, start_upstream};
 use reqwest::Method;
-use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Caddy(Child);
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use serde_json::Value;
+use std::process::Command;
 
 fn caddy_binary() -> &'static str {
     let path = "/usr/bin/caddy";
@@ -28,16 +17,11 @@ fn caddy_binary() -> &'static str {
     path
 }
 
-async fn spawn_app_behind_a_proxy() -> TestApp {
-    let config = ServerConfig { trusted_proxies: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() };
-    spawn_app_with(Options { config, ..Options::default() }).await
-}
-
 /// Starts the shipped Caddyfile in front of `app` and a recording upstream.
 async fn caddy_in_front_of(
     app: &TestApp,
     site: &str,
-) -> (Caddy, String, std::sync::Arc<std::sync::Mutex<Option<axum::http::HeaderMap>>>, tempfile::TempDir) {
+) -> (ChildProcess, String, std::sync::Arc<std::sync::Mutex<Option<axum::http::HeaderMap>>>, tempfile::TempDir) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
     let upstream = start_upstream(seen.clone()).await;
     let port = free_port();
@@ -53,21 +37,14 @@ async fn caddy_in_front_of(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("Caddyfile");
     std::fs::write(&path, config).unwrap();
-    let child = Command::new(caddy_binary())
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&path)
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("caddy starts");
+    let mut command = Command::new(caddy_binary());
+    command.args(["run", "--adapter", "caddyfile", "--config"]).arg(&path);
+    for home in ["HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
+        command.env(home, dir.path());
+    }
     let url = format!("http://127.0.0.1:{port}/content");
-    let client = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(15), || async { client.get(&url).send().await.is_ok() }).await;
-    assert!(up, "caddy did not start");
-    (Caddy(child), url, seen, dir)
+    let caddy = start_and_wait(command, &url, "caddy").await;
+    (caddy, url, seen, dir)
 }
 
 async fn answer(response: reqwest::Response) -> (u16, Value) {
@@ -82,9 +59,7 @@ async fn through_caddy_keys_are_checked_and_forged_headers_change_nothing() {
     let site = app.create_site("protected").await;
     let (_, read) = app.create_key("read", Some(&site)).await;
     let (write_id, write) = app.create_key("write", Some(&site)).await;
-    let only_ten = json!({ "name": "ten", "permission": "write", "site_id": site, "ip_allowlist": ["10.0.0.0/8"] });
-    let (_, ten) = app.post("/api/v1/keys", &app.master_key, only_ten).await;
-    let ten = ten["key"].as_str().unwrap().to_owned();
+    let (_, ten) = app.create_key_from(allowed_only_from_ten(&site)).await;
     let (_caddy, url, seen, _dir) = caddy_in_front_of(&app, &site).await;
     let client = reqwest::Client::new();
     let call = |method: Method, key: &str, extra: &[(&str, &str)]| {
@@ -119,10 +94,7 @@ async fn through_caddy_keys_are_checked_and_forged_headers_change_nothing() {
 async fn through_caddy_a_rate_limit_is_a_429_with_retry_after() {
     let app = spawn_app_behind_a_proxy().await;
     let site = app.create_site("protected").await;
-    let limited = json!({ "name": "one a minute", "permission": "read", "site_id": site,
-        "ratelimit": { "limit": 1, "window_seconds": 60 } });
-    let (_, limited) = app.post("/api/v1/keys", &app.master_key, limited).await;
-    let limited = limited["key"].as_str().unwrap().to_owned();
+    let (_, limited) = app.create_key_from(one_a_minute(&site)).await;
     let (_caddy, url, _seen, _dir) = caddy_in_front_of(&app, &site).await;
     let client = reqwest::Client::new();
     assert_eq!(client.get(&url).header("X-API-Key", &limited).send().await.unwrap().status(), 200);

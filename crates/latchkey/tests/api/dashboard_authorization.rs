@@ -2,7 +2,7 @@
 //! browser: the same policy as the API (through the same service operations), a CSRF
 //! token on every form, and sign-in refused to keys that may not manage keys.
 
-use crate::helpers::{post_sign_in, spawn_app, TestApp};
+use crate::helpers::{post_sign_in, spawn_app, spawn_app_with_sites, TestApp};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
@@ -49,8 +49,7 @@ async fn post_form(app: &TestApp, session: &Session, path: &str, fields: &[(&str
 
 #[tokio::test]
 async fn read_and_write_keys_cannot_sign_in_and_admins_and_masters_can() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     for (level, expected) in [("read", Err(403)), ("write", Err(403)), ("admin", Ok(())), ("master", Ok(()))] {
         let key = app.create_key(level, (level != "master").then_some(site.as_str())).await.1;
         let signed_in = sign_in(&app, &key).await.map(|_| ()).map_err(|status| status.as_u16());
@@ -65,9 +64,7 @@ type FormCase = (&'static str, Vec<(&'static str, &'static str)>, [u16; 3]);
 
 #[tokio::test]
 async fn every_dashboard_form_obeys_the_same_policy_as_the_api() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
-    let other = app.create_site("b").await;
+    let (app, [site, other]) = spawn_app_with_sites(["a", "b"]).await;
     let admin = sign_in(&app, &app.create_key("admin", Some(&site)).await.1).await.unwrap();
     let other_admin = sign_in(&app, &app.create_key("admin", Some(&other)).await.1).await.unwrap();
     let master = sign_in(&app, &app.master_key).await.unwrap();
@@ -114,8 +111,7 @@ async fn every_dashboard_form_obeys_the_same_policy_as_the_api() {
 
 #[tokio::test]
 async fn a_form_without_its_csrf_token_is_refused_with_its_own_code() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (id, _) = app.create_key("read", Some(&site)).await;
     let master = sign_in(&app, &app.master_key).await.unwrap();
     let forged = Session { cookie: master.cookie.clone(), csrf: "forged".into() };
@@ -128,8 +124,7 @@ async fn a_form_without_its_csrf_token_is_refused_with_its_own_code() {
 
 #[tokio::test]
 async fn an_admin_key_allowed_only_from_elsewhere_cannot_sign_in_or_stay_signed_in() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (id, key) = app.create_key("admin", Some(&site)).await;
     let session = sign_in(&app, &key).await.unwrap();
     let only_ten = serde_json::json!({ "ip_allowlist": ["10.0.0.0/8"] });
@@ -144,8 +139,7 @@ async fn an_admin_key_allowed_only_from_elsewhere_cannot_sign_in_or_stay_signed_
 
 #[tokio::test]
 async fn saving_the_edit_form_keeps_credits_spent_since_the_page_was_shown() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let body = serde_json::json!({ "name": "metered", "permission": "read", "site_id": site,
         "credits": { "remaining": 10 } });
     let (_, created) = app.post("/api/v1/keys", &app.master_key, body).await;

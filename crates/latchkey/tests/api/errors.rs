@@ -1,13 +1,12 @@
 //! Every error is `{"error": {"code", "message"}}` with the right status.
 
-use crate::helpers::{error_code, spawn_app};
+use crate::helpers::{error_code, spawn_app, spawn_app_with_sites};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 #[tokio::test]
 async fn bad_bodies_get_the_documented_status_and_code() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let url = format!("{}/api/v1/keys", app.address);
     let raw = |body: &'static str, content_type: &'static str| {
         app.client
@@ -78,8 +77,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
 
 #[tokio::test]
 async fn errors_that_axum_writes_as_text_reach_the_client_as_json() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let (id, _) = app.create_key("read", Some(&site)).await;
     let not_utf8 = app.call(Method::GET, "/api/v1/keys/%FF%FE", Some(&app.master_key), None).await;
     assert_eq!((not_utf8.0.as_u16(), error_code(&not_utf8.1)), (400, "bad_request"), "{}", not_utf8.1);
@@ -99,8 +97,7 @@ async fn errors_that_axum_writes_as_text_reach_the_client_as_json() {
 
 #[tokio::test]
 async fn names_with_text_direction_or_invisible_characters_are_refused() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     for sneaky in ["deploy\u{202E}gpj.exe", "ci\u{200B}deploy"] {
         let body = json!({ "name": sneaky, "permission": "read", "site_id": site });
         let (status, answer) = app.post("/api/v1/keys", &app.master_key, body).await;

@@ -253,3 +253,48 @@ pub async fn post_sign_in(base: &str, key: &str) -> reqwest::Response {
         .await
         .expect("the server answers")
 }
+
+/// A fresh app with these sites already created (as Master); their ids in the same order.
+pub async fn spawn_app_with_sites<const N: usize>(names: [&str; N]) -> (TestApp, [String; N]) {
+    let app = spawn_app().await;
+    let mut ids = Vec::with_capacity(N);
+    for name in names {
+        ids.push(app.create_site(name).await);
+    }
+    let ids: [String; N] = ids.try_into().expect("one id per name");
+    (app, ids)
+}
+
+/// A helper process (a proxy, a browser driver): killed when dropped, so a failing test
+/// leaves nothing running.
+pub struct ChildProcess(pub std::process::Child);
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `command` with its output discarded and waits (at most 20 s) until `url` answers.
+pub async fn start_and_wait(mut command: std::process::Command, url: &str, what: &str) -> ChildProcess {
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("{what} does not start: {error}"));
+    let child = ChildProcess(child);
+    let http = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(20), || async { http.get(url).send().await.is_ok() }).await;
+    assert!(up, "{what} did not answer at {url}");
+    child
+}
+
+impl TestApp {
+    /// Creates a key from a whole JSON body (as Master); returns (id, full key).
+    pub async fn create_key_from(&self, body: Value) -> (String, String) {
+        let (status, created) = self.post("/api/v1/keys", &self.master_key, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
+    }
+}

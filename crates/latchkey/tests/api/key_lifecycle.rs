@@ -2,7 +2,7 @@
 //! limits, usage credits, owners and metadata, IP allowlists. Time is moved with the
 //! injectable clock, never slept.
 
-use crate::helpers::{error_code, eventually, spawn_app, spawn_app_with, Options, TestApp};
+use crate::helpers::{error_code, eventually, spawn_app, spawn_app_with, spawn_app_with_sites, Options, TestApp};
 use latchkey_server::config::TrustedProxies;
 use latchkey_server::ServerConfig;
 use reqwest::{Method, StatusCode};
@@ -77,8 +77,7 @@ async fn rotation_with_grace_keeps_the_old_key_until_the_grace_ends() {
 
 #[tokio::test]
 async fn a_blocked_key_cannot_be_rotated() {
-    let app = spawn_app().await;
-    let site = app.create_site("s").await;
+    let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let (id, _) = app.create_key("read", Some(&site)).await;
     app.block(&id).await;
     let (status, body) = rotate(&app, &id, None).await;
@@ -87,8 +86,7 @@ async fn a_blocked_key_cannot_be_rotated() {
 
 #[tokio::test]
 async fn thirty_two_concurrent_verifications_never_spend_below_zero() {
-    let app = spawn_app().await;
-    let site = app.create_site("s").await;
+    let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let created = create(
         &app,
         json!({ "name": "metered", "permission": "read", "site_id": site, "credits": { "remaining": 10 } }),
@@ -137,8 +135,7 @@ async fn credits_refill_at_the_next_period_and_cost_is_honoured() {
 
 #[tokio::test]
 async fn keys_carry_an_owner_and_metadata_through_verification_and_listing() {
-    let app = spawn_app().await;
-    let site = app.create_site("s").await;
+    let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let mine = create(
         &app,
         json!({ "name": "a", "permission": "read", "site_id": site,
@@ -177,8 +174,7 @@ async fn report(app: &TestApp, keys: Value) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn a_leak_report_blocks_only_a_valid_key_and_answers_the_same_for_all() {
-    let app = spawn_app().await;
-    let site = app.create_site("s").await;
+    let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let (valid_id, valid) = app.create_key("read", Some(&site)).await;
     let (blocked_id, blocked) = app.create_key("read", Some(&site)).await;
     let (other_id, _) = app.create_key("read", Some(&site)).await;
@@ -265,8 +261,7 @@ async fn a_rate_limited_key_is_refused_until_its_window_rolls_over() {
 
 #[tokio::test]
 async fn ip_allowlists_admit_listed_ipv4_and_ipv6_clients_only() {
-    let app = spawn_app().await;
-    let site = app.create_site("s").await;
+    let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let created = create(
         &app,
         json!({ "name": "internal", "permission": "read", "site_id": site,

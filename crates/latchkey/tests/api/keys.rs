@@ -1,13 +1,12 @@
 //! The Forja seed's API Keys page, step by step, over HTTP.
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, Options};
+use crate::helpers::{error_code, spawn_app, spawn_app_with, spawn_app_with_sites, Options};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 #[tokio::test]
 async fn the_full_key_is_shown_once_and_never_again() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     assert!(key.starts_with("lk_"));
     let (_, shown) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
@@ -26,8 +25,7 @@ async fn the_full_key_is_shown_once_and_never_again() {
 
 #[tokio::test]
 async fn a_blocked_key_is_refused_at_once_and_works_again_after_unblock() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     assert_eq!(app.get("/api/v1/sites", &key).await.0, StatusCode::OK);
     app.block(&id).await;
@@ -42,8 +40,7 @@ async fn a_blocked_key_is_refused_at_once_and_works_again_after_unblock() {
 
 #[tokio::test]
 async fn a_deleted_key_is_refused_and_gone() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let (id, key) = app.create_key("write", Some(&site)).await;
     assert_eq!(app.get("/api/v1/whoami", &key).await.0, StatusCode::OK);
     let (status, _) = app.call(Method::DELETE, &format!("/api/v1/keys/{id}"), Some(&app.master_key), None).await;
@@ -56,8 +53,7 @@ async fn a_deleted_key_is_refused_and_gone() {
 
 #[tokio::test]
 async fn deleting_a_site_stops_its_keys_at_once() {
-    let app = spawn_app().await;
-    let site = app.create_site("doomed").await;
+    let (app, [site]) = spawn_app_with_sites(["doomed"]).await;
     let (_, key) = app.create_key("admin", Some(&site)).await;
     assert_eq!(app.get("/api/v1/keys", &key).await.0, StatusCode::OK);
     let (status, _) = app.call(Method::DELETE, &format!("/api/v1/sites/{site}"), Some(&app.master_key), None).await;
@@ -68,8 +64,7 @@ async fn deleting_a_site_stops_its_keys_at_once() {
 
 #[tokio::test]
 async fn patch_edits_name_permission_scopes_and_expiry_but_never_the_key() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     let path = format!("/api/v1/keys/{id}");
     let change = json!({
@@ -128,8 +123,7 @@ async fn an_expired_key_is_refused_from_its_expiry_second() {
 
 #[tokio::test]
 async fn keys_are_listed_newest_first_with_a_cursor() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(app.create_key("read", Some(&site)).await.0);
@@ -156,8 +150,7 @@ async fn keys_are_listed_newest_first_with_a_cursor() {
 
 #[tokio::test]
 async fn thirty_two_concurrent_creators_never_see_an_error() {
-    let app = spawn_app().await;
-    let site = app.create_site("busy").await;
+    let (app, [site]) = spawn_app_with_sites(["busy"]).await;
     let creators = (0..32).map(|i| {
         let body = json!({ "name": format!("key {i}"), "permission": "read", "site_id": site });
         app.post("/api/v1/keys", &app.master_key, body)

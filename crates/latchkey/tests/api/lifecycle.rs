@@ -1,6 +1,6 @@
 //! Last-used bookkeeping, restarts, and the binary itself (bootstrap, SIGTERM).
 
-use crate::helpers::{eventually, spawn_app, spawn_app_with, Options};
+use crate::helpers::{eventually, spawn_app_with, spawn_app_with_sites, Options};
 use latchkey_server::ServerConfig;
 use reqwest::StatusCode;
 use std::process::{Command, Stdio};
@@ -8,8 +8,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn last_used_appears_within_two_seconds_and_survives_a_restart() {
-    let app = spawn_app().await;
-    let site = app.create_site("blog").await;
+    let (app, [site]) = spawn_app_with_sites(["blog"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     let (_, before) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
     assert!(before["last_used_at"].is_null(), "never used yet");

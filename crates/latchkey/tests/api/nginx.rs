@@ -95,8 +95,18 @@ async fn nginx_in_front_of(
     (nginx, url, seen, dir)
 }
 
+/// A Write key usable only from 10.0.0.0/8, which the tests' clients are not in.
+pub fn allowed_only_from_ten(site: &str) -> Value {
+    json!({ "name": "ten", "permission": "write", "site_id": site, "ip_allowlist": ["10.0.0.0/8"] })
+}
+
+/// A Read key allowed one request a minute.
+pub fn one_a_minute(site: &str) -> Value {
+    json!({ "name": "one a minute", "permission": "read", "site_id": site, "ratelimit": { "limit": 1, "window_seconds": 60 } })
+}
+
 /// Latchkey as the shipped configs expect it: trusting the proxy on 127.0.0.1.
-async fn spawn_app_behind_a_proxy() -> TestApp {
+pub async fn spawn_app_behind_a_proxy() -> TestApp {
     let config = ServerConfig { trusted_proxies: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() };
     spawn_app_with(Options { config, ..Options::default() }).await
 }
@@ -151,9 +161,7 @@ async fn through_nginx_forged_headers_change_nothing() {
     let app = spawn_app_behind_a_proxy().await;
     let site = app.create_site("protected").await;
     let (_, read) = app.create_key("read", Some(&site)).await;
-    let only_ten = json!({ "name": "ten", "permission": "write", "site_id": site, "ip_allowlist": ["10.0.0.0/8"] });
-    let (_, ten) = app.post("/api/v1/keys", &app.master_key, only_ten).await;
-    let ten = ten["key"].as_str().unwrap().to_owned();
+    let (_, ten) = app.create_key_from(allowed_only_from_ten(&site)).await;
     let (_nginx, url, seen, _dir) = nginx_in_front_of(&app, &site).await;
     let client = reqwest::Client::new();
 
@@ -188,10 +196,7 @@ async fn through_nginx_forged_headers_change_nothing() {
 async fn through_nginx_refusals_keep_their_json_and_limits_are_a_real_429() {
     let app = spawn_app_behind_a_proxy().await;
     let site = app.create_site("protected").await;
-    let limited = json!({ "name": "one a minute", "permission": "read", "site_id": site,
-        "ratelimit": { "limit": 1, "window_seconds": 60 } });
-    let (_, limited) = app.post("/api/v1/keys", &app.master_key, limited).await;
-    let limited = limited["key"].as_str().unwrap().to_owned();
+    let (_, limited) = app.create_key_from(one_a_minute(&site)).await;
     let (_nginx, url, _seen, _dir) = nginx_in_front_of(&app, &site).await;
     let client = reqwest::Client::new();
 

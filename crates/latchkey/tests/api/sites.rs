@@ -1,13 +1,12 @@
 //! Sites: create, read, rename, delete; visibility per key.
 
-use crate::helpers::{error_code, spawn_app};
+use crate::helpers::{error_code, spawn_app_with_sites};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 #[tokio::test]
 async fn a_master_creates_renames_and_deletes_a_site() {
-    let app = spawn_app().await;
-    let id = app.create_site("Blog").await;
+    let (app, [id]) = spawn_app_with_sites(["Blog"]).await;
     let (status, body) = app
         .call(Method::PATCH, &format!("/api/v1/sites/{id}"), Some(&app.master_key), Some(json!({"name": "News"})))
         .await;
@@ -23,9 +22,7 @@ async fn a_master_creates_renames_and_deletes_a_site() {
 
 #[tokio::test]
 async fn a_read_key_sees_only_its_own_site_as_in_the_seeds_curl_example() {
-    let app = spawn_app().await;
-    let own = app.create_site("own").await;
-    let other = app.create_site("other").await;
+    let (app, [own, other]) = spawn_app_with_sites(["own", "other"]).await;
     let (_, read) = app.create_key("read", Some(&own)).await;
     let (status, body) = app.get("/api/v1/sites", &read).await;
     assert_eq!(status, StatusCode::OK);

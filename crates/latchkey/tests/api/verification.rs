@@ -1,7 +1,7 @@
 //! `POST /verify` and `GET /auth`: codes, metadata, instant revocation under load, and
 //! throttling of failures.
 
-use crate::helpers::{error_code, eventually, spawn_app, spawn_app_with, Options, TestApp};
+use crate::helpers::{error_code, eventually, spawn_app, spawn_app_with, spawn_app_with_sites, Options, TestApp};
 use latchkey_server::config::TrustedProxies;
 use latchkey_server::throttle::ThrottleConfig;
 use latchkey_server::ServerConfig;
@@ -70,8 +70,7 @@ async fn verify_answers_each_code_with_metadata_only_for_existing_keys() {
 
 #[tokio::test]
 async fn verify_speaks_the_error_tables_words_and_the_old_ones_on_request() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     app.block(&id).await;
     let legacy = |body| app.call(reqwest::Method::POST, "/api/v1/verify?codes=legacy", None, Some(body));
@@ -87,16 +86,14 @@ async fn verify_speaks_the_error_tables_words_and_the_old_ones_on_request() {
 
 #[tokio::test]
 async fn a_master_key_fits_every_site() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let answer = verify(&app, json!({ "key": app.master_key, "site_id": site, "permission": "admin" })).await;
     assert_eq!(answer["code"], "valid");
 }
 
 #[tokio::test]
 async fn verification_counts_as_a_use_of_the_key() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     verify(&app, json!({ "key": key })).await;
     let path = format!("/api/v1/keys/{id}");
@@ -127,8 +124,7 @@ async fn auth(app: &TestApp, query: &str, key: Option<&str>, method: &str) -> re
 
 #[tokio::test]
 async fn forward_auth_derives_the_level_from_the_original_method() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (read_id, read) = scoped_key(&app, &site, "read", &["flows:execute"]).await;
     let (_, write) = app.create_key("write", Some(&site)).await;
 
@@ -166,8 +162,7 @@ async fn forward_auth_derives_the_level_from_the_original_method() {
 
 #[tokio::test]
 async fn forward_auth_reads_the_forwarded_method_and_bearer_tokens() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (_, read) = app.create_key("read", Some(&site)).await;
     let response = app
         .client
@@ -285,8 +280,7 @@ async fn a_spoofed_forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
 
 #[tokio::test]
 async fn usage_counts_allowed_and_refused_requests_per_day() {
-    let app = spawn_app().await;
-    let site = app.create_site("a").await;
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
     for _ in 0..3 {
         assert_eq!(verify(&app, json!({ "key": key })).await["code"], "valid");
