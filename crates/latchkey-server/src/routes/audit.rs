@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiQuery, Authenticated};
+use crate::routes::JsonResult;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -77,7 +78,7 @@ pub async fn list_audit(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> Result<Json<AuditList>, ApiError> {
+) -> JsonResult<AuditList> {
     auth.caller.may_manage_keys()?;
     let filter = latchkey_service::audit::AuditQuery {
         site: query.site.as_deref().map(parse_site_filter).transpose()?,

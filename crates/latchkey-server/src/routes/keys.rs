@@ -6,7 +6,7 @@ use crate::routes::key_options::{
     parse_credits, parse_ip_allowlist, parse_metadata, parse_owner, parse_ratelimit, CreditsBody, KeyOptionsView,
     RateLimitBody,
 };
-use crate::routes::{nullable, rfc3339_time};
+use crate::routes::{nullable, rfc3339_time, IdPath, JsonResult};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -183,7 +183,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<KeyListQuery>,
-) -> Result<Json<KeyList>, ApiError> {
+) -> JsonResult<KeyList> {
     auth.caller.may_manage_keys()?;
     let site = query.site.as_deref().map(parse_site_filter).transpose()?;
     let filter = KeyQuery { site, owner_id: query.owner_id, unused_for_days: query.unused_for_days };
@@ -233,11 +233,7 @@ pub async fn create_key(
 #[utoipa::path(get, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn get_key(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(id): Path<String>,
-) -> Result<Json<KeyView>, ApiError> {
+pub async fn get_key(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<KeyView> {
     let key = state.service.keys().get(&auth.caller, &id).await?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }
@@ -282,9 +278,9 @@ impl UpdateKeyBody {
 pub async fn update_key(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    Path(id): IdPath,
     ApiJson(body): ApiJson<UpdateKeyBody>,
-) -> Result<Json<KeyView>, ApiError> {
+) -> JsonResult<KeyView> {
     let edit = body.to_edit()?;
     let updated = state.service.keys().edit(&auth.caller, &id, &edit).await?;
     Ok(Json(KeyView::of(&updated, state.clock.now())))
@@ -294,11 +290,7 @@ pub async fn update_key(
 #[utoipa::path(post, path = "/keys/{id}/block", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn block_key(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(id): Path<String>,
-) -> Result<Json<KeyView>, ApiError> {
+pub async fn block_key(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<KeyView> {
     let blocked = state.service.keys().block(&auth.caller, &id).await?;
     Ok(Json(KeyView::of(&blocked, state.clock.now())))
 }
@@ -306,11 +298,7 @@ pub async fn block_key(
 #[utoipa::path(post, path = "/keys/{id}/unblock", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn unblock_key(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(id): Path<String>,
-) -> Result<Json<KeyView>, ApiError> {
+pub async fn unblock_key(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<KeyView> {
     let unblocked = state.service.keys().unblock(&auth.caller, &id).await?;
     Ok(Json(KeyView::of(&unblocked, state.clock.now())))
 }
@@ -322,7 +310,7 @@ pub async fn unblock_key(
 pub async fn delete_key(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    Path(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     state.service.keys().delete(&auth.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -332,7 +320,7 @@ pub async fn delete_key(
 #[utoipa::path(get, path = "/whoami", tag = "keys",
     responses((status = 200, body = KeyView), (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> Result<Json<KeyView>, ApiError> {
+pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> JsonResult<KeyView> {
     let key = state.service.keys().own(&auth.caller).await?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }
@@ -374,9 +362,9 @@ pub struct UsageQuery {
 pub async fn key_usage(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    Path(id): IdPath,
     ApiQuery(query): ApiQuery<UsageQuery>,
-) -> Result<Json<KeyUsage>, ApiError> {
+) -> JsonResult<KeyUsage> {
     let days = state.service.keys().usage(&auth.caller, &id, query.days.unwrap_or(30)).await?;
     let key_id = latchkey_service::keys::parse_key_id(&id)?;
     Ok(Json(KeyUsage { key_id: key_id.to_string(), days: days.iter().map(UsageDay::from).collect() }))
@@ -399,7 +387,7 @@ pub struct RotateBody {
 pub async fn rotate_key(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    Path(id): IdPath,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     // The body is optional (`curl -X POST .../rotate` rotates without grace).

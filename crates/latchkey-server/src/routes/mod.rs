@@ -11,8 +11,16 @@ pub mod sites;
 pub mod verify;
 
 use crate::error::ApiError;
+use axum::extract::Path;
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
+
+/// What most handlers answer: a JSON body, or the one error type.
+pub type JsonResult<T> = Result<Json<T>, ApiError>;
+
+/// The `{id}` of a route, as sent (the service parses it: an id that cannot exist is 404).
+pub type IdPath = Path<String>;
 
 /// Parses an RFC 3339 time (the service decides whether it must lie in the future).
 pub fn rfc3339_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {

@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Authenticated};
+use crate::routes::{IdPath, JsonResult};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -55,7 +56,7 @@ pub async fn list_sites(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<SiteListQuery>,
-) -> Result<Json<SiteList>, ApiError> {
+) -> JsonResult<SiteList> {
     let page = PageRequest { cursor: query.cursor, limit: query.limit };
     let sites = state.service.sites().list(&auth.caller, &page).await?;
     Ok(Json(SiteList { data: sites.items.into_iter().map(SiteView::from).collect(), next_cursor: sites.next_cursor }))
@@ -77,11 +78,7 @@ pub async fn create_site(
 #[utoipa::path(get, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)),
     responses((status = 200, body = SiteView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn get_site(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    Path(id): Path<String>,
-) -> Result<Json<SiteView>, ApiError> {
+pub async fn get_site(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<SiteView> {
     Ok(Json(state.service.sites().get(&auth.caller, &id).await?.into()))
 }
 
@@ -91,9 +88,9 @@ pub async fn get_site(
 pub async fn update_site(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    Path(id): IdPath,
     ApiJson(body): ApiJson<SiteBody>,
-) -> Result<Json<SiteView>, ApiError> {
+) -> JsonResult<SiteView> {
     auth.caller.may_manage_sites()?;
     let site = state.service.sites().rename(&auth.caller, &id, SiteName::parse(&body.name)?).await?;
     Ok(Json(site.into()))
@@ -106,7 +103,7 @@ pub async fn update_site(
 pub async fn delete_site(
     State(state): State<AppState>,
     auth: Authenticated,
-    Path(id): Path<String>,
+    Path(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     state.service.sites().delete(&auth.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
