@@ -908,7 +908,7 @@ impl Store for PostgresStore {
 mod tests {
     use super::*;
     use latchkey_core::{Actor, AuditAction, Status};
-    use latchkey_store::conformance::{self, new_key, new_site};
+    use latchkey_store::conformance::{new_key, new_site};
     use latchkey_store::{next_version, truncate_to_millis, SharedStore};
     use std::collections::HashSet;
     use std::sync::Arc;
@@ -1043,18 +1043,29 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_passes_the_store_conformance_suite() {
-        for check in conformance::CHECKS {
-            let schema = TestSchema::new().await;
-            let store = schema.open().await;
-            let shared: SharedStore = store.clone();
-            let outcome = tokio::spawn((check.run)(shared)).await;
-            store.close().await;
-            if let Err(error) = outcome {
-                panic!("conformance check `{}` failed: {error}", check.name);
+    /// Runs `check` on a fresh store in a schema of its own. On a task of its own, so that
+    /// the store is closed even when the check panics; the panic then fails the test.
+    async fn run_check<F>(check: impl FnOnce(SharedStore) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let schema = TestSchema::new().await;
+        let store = schema.open().await;
+        let outcome = tokio::spawn(check(store.clone())).await;
+        store.close().await;
+        if let Err(error) = outcome {
+            match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(error) => panic!("the check did not finish: {error}"),
             }
         }
+    }
+
+    mod conformance {
+        latchkey_store::conformance_tests!(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            super::run_check
+        );
     }
 
     /// Two instances each take away one of the last two usable Master keys at the same

@@ -583,22 +583,4 @@ async fn missing_or_changed(tx: &mut Transaction<'_, Sqlite>, id: &KeyId) -> Sto
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use latchkey_store::conformance;
-    use std::sync::Arc;
-
-    async fn fresh_store() -> (tempfile::TempDir, Arc<dyn Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("latchkey.db").to_str().unwrap()).await.unwrap();
-        (dir, Arc::new(store))
-    }
-
-    #[tokio::test]
-    async fn sqlite_passes_the_store_conformance_suite() {
-        for check in conformance::CHECKS {
-            let (_dir, store) = fresh_store().await;
-            (check.run)(store).await;
-        }
-    }
-}
+mod tests;
