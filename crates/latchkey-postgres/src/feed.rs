@@ -8,11 +8,16 @@
 //! connection is probed now and then, because a peer that vanished without closing the
 //! socket would otherwise look like a quiet channel forever.
 
+use crate::schema::ACQUIRE_TIMEOUT;
+use crate::PostgresStore;
 use latchkey_core::KeyHash;
-use latchkey_store::Invalidation;
-use sqlx::postgres::{PgListener, PgPool};
+use latchkey_store::{Invalidation, StoreError, StoreResult};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// Enough to absorb a burst (a site deletion with many keys) while the cache catches up.
+const FEED_CAPACITY: usize = 1024;
 
 /// After this long without a notification, check that the connection is still alive.
 const PROBE_AFTER: Duration = Duration::from_secs(10);
@@ -22,9 +27,42 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// [`Store::watch_invalidations`](latchkey_store::Store::watch_invalidations): returns
+/// once `LISTEN` is in place, so every change committed afterwards by another instance
+/// is delivered, or a `Lost` precedes the gap.
+pub(crate) async fn watch(store: &PostgresStore) -> StoreResult<mpsc::Receiver<Invalidation>> {
+    let shutdown = store.shutdown.subscribe();
+    if *shutdown.borrow() || store.pool.is_closed() {
+        return Err(StoreError::Unavailable("the store is closed".into()));
+    }
+    // A pool of one only so that `PgListener` can reconnect; a connection that leaves
+    // the listener is closed, never reused with stale LISTEN state.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_release(|_conn, _meta| Box::pin(async { Ok(false) }))
+        .connect_lazy_with(store.listener_options.clone());
+    let listener = match listen(&pool, &store.channel).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            pool.close().await;
+            return Err(StoreError::unavailable(error));
+        }
+    };
+    let (sender, receiver) = mpsc::channel(FEED_CAPACITY);
+    let task = tokio::spawn(run(pool, listener, store.channel.clone(), sender, shutdown));
+    let mut feeds = store.feeds.lock().unwrap_or_else(|p| p.into_inner());
+    feeds.retain(|feed| !feed.is_finished());
+    feeds.push(task);
+    Ok(receiver)
+}
+
 /// Connects and subscribes. `pool` holds the listener's own connect options (its
 /// `application_name` identifies it in `pg_stat_activity`).
-pub(crate) async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
+async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     // Eager reconnection would hide the gap inside `try_recv`; reconnecting is ours.
     listener.eager_reconnect(false);
@@ -34,7 +72,7 @@ pub(crate) async fn listen(pool: &PgPool, channel: &str) -> Result<PgListener, s
 
 /// Runs until the receiver is dropped or the store shuts down, then closes the
 /// listener's pool.
-pub(crate) async fn run(
+async fn run(
     pool: PgPool,
     listener: PgListener,
     channel: String,

@@ -6,9 +6,19 @@
 //! * no write may leave the system without a usable Master key (no lockout);
 //! * updates are compare-and-swap on the version the caller read, so a policy decision
 //!   taken on a record is never applied to a record that changed in between.
+//!
+//! The last two are decided here, once, on the key as the backend reads it inside its
+//! writing transaction: [`key_writes`] runs those writes on every backend's SQL and asks
+//! [`ensure_a_master_remains`] and [`key_writes::expect_version`].
 
 pub mod conformance;
+#[cfg(feature = "sqlx")]
+mod from_sqlx;
+pub mod key_writes;
+mod last_master;
 pub mod rows;
+
+pub use last_master::{ensure_a_master_remains, must_keep_a_master, KeyChange};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -96,8 +106,11 @@ pub trait Store: Send + Sync + 'static {
     async fn find_key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyRecord>>;
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>>;
     /// Replaces the mutable fields of `before` with those of `after`, if the stored key
-    /// still has `before.updated_at`; otherwise `Conflict`.
+    /// still has `before.updated_at`; otherwise `Conflict`. The no-lockout rule is then
+    /// decided on the stored key, not on `before`.
     async fn update_key(&self, before: &KeyRecord, after: Audited<'_, KeyRecord>) -> StoreResult<()>;
+    /// Deletes the key with `key.value.id`. Only the id is taken from the caller's copy:
+    /// the no-lockout rule is decided on the row that gets deleted.
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
     /// Rotation in one transaction: `old` becomes `old_after` (compare-and-swap as in
     /// `update_key`) and `new` is created; both events are recorded.
@@ -145,13 +158,6 @@ pub struct UsageCount {
     pub day: i32,
     pub allowed: u64,
     pub refused: u64,
-}
-
-/// Whether a change must leave at least one usable Master key. Every change must, except
-/// blocking a key reported as leaked: a leaked Master key is worse than a lockout, which
-/// `latchkey bootstrap` (run on the database host) undoes.
-pub fn must_keep_a_master(event: &AuditEvent) -> bool {
-    event.action != AuditAction::KeyReportedLeaked
 }
 
 pub fn day_number(at: DateTime<Utc>) -> i32 {

@@ -1,13 +1,25 @@
 //! Plain column values of each table, and their conversion to and from domain records.
 //! Shared by every backend so that "what a column holds" is written down once; the
 //! backends only move these values in and out of their SQL.
+//!
+//! With the `sqlx` feature the row types derive `sqlx::FromRow` (fields are named after
+//! their columns), so a backend reads a row with `query_as` and never maps a column by
+//! hand; [`Columns`] is the other direction, a row as `(column, value)` pairs to bind.
 
-use crate::{StoreError, StoreResult};
+mod columns;
+mod credits;
+
+#[cfg(feature = "sqlx")]
+pub use columns::BindsColumns;
+pub use columns::{ColumnValue, Columns, EVENT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
+pub use credits::CreditColumns;
+
+use crate::{StoreError, StoreResult, UsageCount};
 use chrono::{DateTime, Utc};
 use latchkey_core::options::parse_allowlist;
 use latchkey_core::{
-    AuditChange, AuditEvent, Credits, Description, EventId, KeyHash, KeyId, KeyName, KeyOptions, KeyPrefix, KeyRecord,
-    Metadata, OwnerId, Permission, RateLimit, Refill, Scopes, Site, SiteId, SiteName, Status,
+    AuditChange, AuditEvent, Description, EventId, KeyHash, KeyId, KeyName, KeyOptions, KeyPrefix, KeyRecord, Metadata,
+    OwnerId, Permission, RateLimit, Scopes, Site, SiteId, SiteName, Status,
 };
 
 pub fn millis(at: DateTime<Utc>) -> i64 {
@@ -18,10 +30,11 @@ pub fn from_millis(ms: i64) -> StoreResult<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt("time out of range"))
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("stored data is not valid: {what}"))
 }
 
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct SiteRow {
     pub id: String,
     pub name: String,
@@ -29,6 +42,10 @@ pub struct SiteRow {
 }
 
 impl SiteRow {
+    pub fn from_site(site: &Site) -> Self {
+        Self { id: site.id.to_string(), name: site.name.as_str().to_owned(), created_at: millis(site.created_at) }
+    }
+
     pub fn into_site(self) -> StoreResult<Site> {
         Ok(Site {
             id: SiteId::parse(&self.id).ok_or_else(|| corrupt("site id"))?,
@@ -38,6 +55,7 @@ impl SiteRow {
     }
 }
 
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct KeyRow {
     pub id: String,
     pub site_id: Option<String>,
@@ -56,16 +74,9 @@ pub struct KeyRow {
     /// JSON: metadata, ip_allowlist, ratelimit, rotated_from, rotated_to.
     pub options: String,
     pub owner_id: Option<String>,
-    pub credits_remaining: Option<i64>,
-    pub credits_refill_interval: Option<String>,
-    pub credits_refill_amount: Option<i64>,
-    pub credits_refilled_at: Option<i64>,
+    #[cfg_attr(feature = "sqlx", sqlx(flatten))]
+    pub credits: CreditColumns,
 }
-
-/// The columns of `keys`, in the order every backend reads and writes them.
-pub const KEY_COLUMNS: &str = "id, site_id, name, description, permission, scopes, status, prefix, hash, \
-     created_at, created_by, updated_at, last_used_at, expires_at, options, owner_id, credits_remaining, \
-     credits_refill_interval, credits_refill_amount, credits_refilled_at";
 
 /// The JSON shape of the `options` column.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -82,66 +93,8 @@ struct StoredOptions {
     rotated_to: Option<String>,
 }
 
-/// What a credit spend must write, decided from the stored columns by the core's rules.
-pub enum CreditPlan {
-    /// The key has no credits (or is gone): nothing to write.
-    NotLimited,
-    /// The balance cannot cover the cost: nothing to write.
-    Exhausted,
-    /// Write `remaining` and `refilled_at`, then answer `Spent { remaining }`.
-    Write { remaining: u64, columns: CreditColumns },
-}
-
-/// Shared by every backend: the SQL reads the row (locked) and writes the plan's columns.
-pub fn plan_credit_spend(stored: Option<CreditColumns>, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditPlan> {
-    let Some(credits) = stored.map(CreditColumns::into_credits).transpose()?.flatten() else {
-        return Ok(CreditPlan::NotLimited);
-    };
-    Ok(match credits.spend(cost, now) {
-        Some(after) => CreditPlan::Write { remaining: after.remaining, columns: CreditColumns::of(Some(&after)) },
-        None => CreditPlan::Exhausted,
-    })
-}
-
-/// Credits as their four columns.
-pub struct CreditColumns {
-    pub remaining: Option<i64>,
-    pub refill_interval: Option<String>,
-    pub refill_amount: Option<i64>,
-    pub refilled_at: Option<i64>,
-}
-
-impl CreditColumns {
-    pub fn of(credits: Option<&Credits>) -> Self {
-        Self {
-            remaining: credits.map(|c| c.remaining as i64),
-            refill_interval: credits.and_then(|c| c.refill).map(|r| r.interval.as_str().to_owned()),
-            refill_amount: credits.and_then(|c| c.refill).map(|r| r.amount as i64),
-            refilled_at: credits.and_then(|c| c.refilled_at).map(millis),
-        }
-    }
-
-    pub fn into_credits(self) -> StoreResult<Option<Credits>> {
-        let Some(remaining) = self.remaining else {
-            return Ok(None);
-        };
-        let refill = match (self.refill_interval, self.refill_amount) {
-            (Some(interval), Some(amount)) => {
-                Some(Refill { interval: interval.parse().map_err(corrupt)?, amount: amount.max(0) as u64 })
-            }
-            _ => None,
-        };
-        Ok(Some(Credits {
-            remaining: remaining.max(0) as u64,
-            refill,
-            refilled_at: self.refilled_at.map(from_millis).transpose()?,
-        }))
-    }
-}
-
 impl KeyRow {
     pub fn from_record(key: &KeyRecord) -> Self {
-        let credits = CreditColumns::of(key.options.credits.as_ref());
         Self {
             id: key.id.to_string(),
             site_id: key.site_id.as_ref().map(SiteId::to_string),
@@ -159,10 +112,7 @@ impl KeyRow {
             expires_at: key.expires_at.map(millis),
             options: options_json(&key.options),
             owner_id: key.options.owner_id.as_ref().map(|o| o.as_str().to_owned()),
-            credits_remaining: credits.remaining,
-            credits_refill_interval: credits.refill_interval,
-            credits_refill_amount: credits.refill_amount,
-            credits_refilled_at: credits.refilled_at,
+            credits: CreditColumns::of(key.options.credits.as_ref()),
         }
     }
 
@@ -190,13 +140,7 @@ impl KeyRow {
                     metadata: stored.metadata.as_deref().map(Metadata::parse).transpose().map_err(corrupt)?,
                     ip_allowlist: parse_allowlist(&stored.ip_allowlist).map_err(corrupt)?,
                     ratelimit: stored.ratelimit.map(|(limit, window)| RateLimit { limit, window_seconds: window }),
-                    credits: CreditColumns {
-                        remaining: self.credits_remaining,
-                        refill_interval: self.credits_refill_interval,
-                        refill_amount: self.credits_refill_amount,
-                        refilled_at: self.credits_refilled_at,
-                    }
-                    .into_credits()?,
+                    credits: self.credits.into_credits()?,
                     rotated_from: stored.rotated_from.as_deref().and_then(KeyId::parse),
                     rotated_to: stored.rotated_to.as_deref().and_then(KeyId::parse),
                 }
@@ -216,6 +160,7 @@ fn options_json(options: &KeyOptions) -> String {
     serde_json::to_string(&stored).expect("options serialize")
 }
 
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct AuditRow {
     pub id: String,
     pub at: i64,
@@ -254,6 +199,26 @@ impl AuditRow {
             site_id: self.site_id.as_deref().and_then(SiteId::parse),
             source_ip: self.source_ip,
             changes: serde_json::from_str::<Vec<AuditChange>>(&self.changes).map_err(corrupt)?,
+        })
+    }
+}
+
+/// A row of `key_usage`.
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct UsageRow {
+    pub key_id: String,
+    pub day: i32,
+    pub allowed: i64,
+    pub refused: i64,
+}
+
+impl UsageRow {
+    pub fn into_count(self) -> StoreResult<UsageCount> {
+        Ok(UsageCount {
+            key_id: KeyId::parse(&self.key_id).ok_or_else(|| corrupt("key id"))?,
+            day: self.day,
+            allowed: self.allowed as u64,
+            refused: self.refused as u64,
         })
     }
 }

@@ -1,0 +1,71 @@
+//! The keys' SQL on SQLite. The writes whose outcome depends on what is stored run
+//! through [`latchkey_store::key_writes`] on [`KeyTx`]; every statement there runs inside
+//! the caller's transaction on the one writer connection, so nothing else writes between
+//! a read and the write that follows it, and plain reads are exact.
+
+use super::Tx;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_core::{KeyId, KeyRecord};
+use latchkey_store::key_writes::{KeyRows, RowsOf};
+use latchkey_store::rows::{millis, Columns, KeyRow, KEY_COLUMNS};
+use latchkey_store::{StoreError, StoreResult};
+use sqlx::{Encode, Executor, QueryBuilder, Sqlite, Type};
+
+pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> StoreResult<()> {
+    let row = KeyRow::from_record(key).into_columns();
+    super::insert(tx, "keys", KEY_COLUMNS, row).await.map_err(StoreError::from_key_insert)
+}
+
+/// The keys whose `column` holds `value`: on the readers, or inside the writing
+/// transaction, where a plain read is exact (nothing else writes until it ends).
+pub(crate) async fn select<'e, 'v, E, T>(executor: E, column: &str, value: T) -> StoreResult<Vec<KeyRow>>
+where
+    E: Executor<'e, Database = Sqlite>,
+    T: 'v + Encode<'v, Sqlite> + Type<Sqlite> + Send,
+{
+    let mut query = QueryBuilder::new(format!("SELECT {KEY_COLUMNS} FROM keys WHERE {column} = "));
+    query.push_bind(value);
+    Ok(query.build_query_as().fetch_all(executor).await?)
+}
+
+/// The one key of a lookup by a unique column.
+pub(crate) fn one(mut rows: Vec<KeyRow>) -> StoreResult<Option<KeyRecord>> {
+    rows.pop().map(KeyRow::into_record).transpose()
+}
+
+/// A writing transaction, for the key writes.
+pub(crate) struct KeyTx<'t>(pub(crate) &'t mut Tx);
+
+#[async_trait]
+impl KeyRows for KeyTx<'_> {
+    async fn rows_for_update(&mut self, rows: RowsOf<'_>) -> StoreResult<Vec<KeyRow>> {
+        let (column, value) = rows.column_and_value();
+        select(&mut **self.0, column, value).await
+    }
+
+    async fn another_usable_master(&mut self, key: &KeyId, at: DateTime<Utc>) -> StoreResult<bool> {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM keys WHERE permission = 'master' AND status = 'active'
+               AND (expires_at IS NULL OR expires_at > ?) AND id <> ?",
+        )
+        .bind(millis(at))
+        .bind(key.as_str())
+        .fetch_one(&mut **self.0)
+        .await?;
+        Ok(others > 0)
+    }
+
+    async fn delete_row(&mut self, id: &KeyId) -> StoreResult<Option<KeyRow>> {
+        let sql = format!("DELETE FROM keys WHERE id = ? RETURNING {KEY_COLUMNS}");
+        Ok(sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(&mut **self.0).await?)
+    }
+
+    async fn write_row(&mut self, id: &KeyId, columns: Columns) -> StoreResult<()> {
+        let mut update = QueryBuilder::new("UPDATE keys SET ");
+        columns.push_assignments(&mut update);
+        update.push(" WHERE id = ").push_bind(id.as_str());
+        update.build().execute(&mut **self.0).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Rows as `(column, value)` pairs, the direction from records to SQL: what an INSERT or
+//! an UPDATE writes, in one order per table. The backends write the statements around
+//! them; with the `sqlx` feature [`Columns`] also binds itself into a `QueryBuilder`, so
+//! neither backend lists a table's columns value by value.
+
+use super::{AuditRow, CreditColumns, KeyRow, SiteRow};
+use latchkey_core::KeyRecord;
+
+/// The columns of `sites`, in the order [`SiteRow::into_columns`] gives them.
+pub const SITE_COLUMNS: &str = "id, name, created_at";
+
+/// The columns of `keys`, in the order [`KeyRow::into_columns`] gives them: first those
+/// that never change, then those an update writes, then the credits.
+pub const KEY_COLUMNS: &str = "id, site_id, prefix, hash, created_at, created_by, last_used_at, \
+     name, description, permission, scopes, status, expires_at, updated_at, options, owner_id, \
+     credits_remaining, credits_refill_interval, credits_refill_amount, credits_refilled_at";
+
+/// The columns of `audit_events`, in the order [`AuditRow::into_columns`] gives them.
+pub const EVENT_COLUMNS: &str =
+    "id, at, actor_key_id, actor_prefix, action, target_key_id, site_id, source_ip, changes";
+
+/// One column's value. `NULL` is `None`; a column that is never `NULL` is simply `Some`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnValue {
+    Text(Option<String>),
+    Integer(Option<i64>),
+    Bytes(Vec<u8>),
+}
+
+/// A row, or the part of one a statement writes, as `(column, value)` pairs in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Columns(Vec<(&'static str, ColumnValue)>);
+
+impl Columns {
+    fn text(mut self, column: &'static str, value: impl Into<Option<String>>) -> Self {
+        self.0.push((column, ColumnValue::Text(value.into())));
+        self
+    }
+
+    fn integer(mut self, column: &'static str, value: impl Into<Option<i64>>) -> Self {
+        self.0.push((column, ColumnValue::Integer(value.into())));
+        self
+    }
+
+    fn bytes(mut self, column: &'static str, value: Vec<u8>) -> Self {
+        self.0.push((column, ColumnValue::Bytes(value)));
+        self
+    }
+
+    fn and(mut self, more: Columns) -> Self {
+        self.0.extend(more.0);
+        self
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(name, _)| *name)
+    }
+
+    pub fn values(self) -> impl Iterator<Item = ColumnValue> {
+        self.0.into_iter().map(|(_, value)| value)
+    }
+}
+
+impl SiteRow {
+    pub fn into_columns(self) -> Columns {
+        Columns::default().text("id", self.id).text("name", self.name).integer("created_at", self.created_at)
+    }
+}
+
+impl KeyRow {
+    /// Every column, in [`KEY_COLUMNS`] order: what an insert writes.
+    pub fn into_columns(mut self) -> Columns {
+        let changes = self.take_changes();
+        Columns::default()
+            .text("id", self.id)
+            .text("site_id", self.site_id)
+            .text("prefix", self.prefix)
+            .bytes("hash", self.hash)
+            .integer("created_at", self.created_at)
+            .text("created_by", self.created_by)
+            .integer("last_used_at", self.last_used_at)
+            .and(changes)
+            .and(self.credits.into_columns())
+    }
+
+    /// What an update from the caller's `before` to `after` writes. Never the identity
+    /// (id, site, hash, creation), nor `last_used_at` (only `record_last_used` moves it).
+    /// The credits only when the change is about them: `before` is what the caller read,
+    /// and a spend committed since then would otherwise be undone.
+    pub fn update_columns(before: &KeyRecord, after: &KeyRecord) -> Columns {
+        let mut row = KeyRow::from_record(after);
+        let changes = row.take_changes();
+        if before.options.credits == after.options.credits {
+            changes
+        } else {
+            changes.and(row.credits.into_columns())
+        }
+    }
+
+    /// Moves out the fields an update writes, leaving the others to the caller.
+    fn take_changes(&mut self) -> Columns {
+        Columns::default()
+            .text("name", std::mem::take(&mut self.name))
+            .text("description", self.description.take())
+            .text("permission", std::mem::take(&mut self.permission))
+            .text("scopes", std::mem::take(&mut self.scopes))
+            .text("status", std::mem::take(&mut self.status))
+            .integer("expires_at", self.expires_at)
+            .integer("updated_at", self.updated_at)
+            .text("options", std::mem::take(&mut self.options))
+            .text("owner_id", self.owner_id.take())
+    }
+}
+
+impl CreditColumns {
+    pub fn into_columns(self) -> Columns {
+        Columns::default()
+            .integer("credits_remaining", self.credits_remaining)
+            .text("credits_refill_interval", self.credits_refill_interval)
+            .integer("credits_refill_amount", self.credits_refill_amount)
+            .integer("credits_refilled_at", self.credits_refilled_at)
+    }
+
+    /// What a spend writes: the balance and when it was last refilled. The refill rule
+    /// itself is the key's setting, which a spend never changes.
+    pub fn into_balance(self) -> Columns {
+        Columns::default()
+            .integer("credits_remaining", self.credits_remaining)
+            .integer("credits_refilled_at", self.credits_refilled_at)
+    }
+}
+
+impl AuditRow {
+    pub fn into_columns(self) -> Columns {
+        Columns::default()
+            .text("id", self.id)
+            .integer("at", self.at)
+            .text("actor_key_id", self.actor_key_id)
+            .text("actor_prefix", self.actor_prefix)
+            .text("action", self.action)
+            .text("target_key_id", self.target_key_id)
+            .text("site_id", self.site_id)
+            .text("source_ip", self.source_ip)
+            .text("changes", self.changes)
+    }
+}
+
+#[cfg(feature = "sqlx")]
+mod binding {
+    use super::{ColumnValue, Columns};
+    use sqlx::{Database, Encode, QueryBuilder, Type};
+
+    /// A database whose driver binds every kind of [`ColumnValue`]: SQLite and PostgreSQL
+    /// both do. One bound for the helpers below instead of a `where` list on each.
+    pub trait BindsColumns<'args>: Database {
+        fn push_value(query: &mut QueryBuilder<'args, Self>, value: ColumnValue);
+    }
+
+    impl<'args, DB: Database> BindsColumns<'args> for DB
+    where
+        Option<String>: Encode<'args, DB> + Type<DB>,
+        Option<i64>: Encode<'args, DB> + Type<DB>,
+        Vec<u8>: Encode<'args, DB> + Type<DB>,
+    {
+        fn push_value(query: &mut QueryBuilder<'args, DB>, value: ColumnValue) {
+            match value {
+                ColumnValue::Text(text) => query.push_bind(text),
+                ColumnValue::Integer(number) => query.push_bind(number),
+                ColumnValue::Bytes(bytes) => query.push_bind(bytes),
+            };
+        }
+    }
+
+    impl Columns {
+        /// `(value, …)`: one row of an INSERT's `VALUES`, in column order.
+        pub fn push_values<'args, DB: BindsColumns<'args>>(self, query: &mut QueryBuilder<'args, DB>) {
+            query.push("(");
+            for (index, value) in self.values().enumerate() {
+                if index > 0 {
+                    query.push(", ");
+                }
+                DB::push_value(query, value);
+            }
+            query.push(")");
+        }
+
+        /// `column = value, …`: the assignments of an UPDATE's `SET`.
+        pub fn push_assignments<'args, DB: BindsColumns<'args>>(self, query: &mut QueryBuilder<'args, DB>) {
+            for (index, (column, value)) in self.0.into_iter().enumerate() {
+                query.push(if index > 0 { ", " } else { "" }).push(column).push(" = ");
+                DB::push_value(query, value);
+            }
+        }
+    }
+}
+
+#[cfg(feature = "sqlx")]
+pub use binding::BindsColumns;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::{new_key, new_site};
+    use latchkey_core::{Actor, AuditAction, AuditEvent, Permission};
+
+    fn listed(list: &str) -> Vec<&str> {
+        list.split(',').map(str::trim).collect()
+    }
+
+    #[test]
+    fn every_row_gives_its_columns_in_the_order_of_the_column_list() {
+        let site = new_site("columns");
+        let key = new_key(Permission::Read, Some(&site.id));
+        let event = AuditEvent::new(&Actor::system(), AuditAction::KeyCreated, key.created_at);
+        let names = |columns: Columns| columns.names().collect::<Vec<_>>();
+        assert_eq!(names(SiteRow::from_site(&site).into_columns()), listed(SITE_COLUMNS));
+        assert_eq!(names(KeyRow::from_record(&key).into_columns()), listed(KEY_COLUMNS));
+        assert_eq!(names(AuditRow::from_event(&event).into_columns()), listed(EVENT_COLUMNS));
+        let credits = names(CreditColumns::of(None).into_columns());
+        assert_eq!(credits, listed(KEY_COLUMNS)[listed(KEY_COLUMNS).len() - 4..]);
+    }
+
+    #[test]
+    fn an_update_writes_the_credits_only_when_the_change_is_about_them() {
+        let before = new_key(Permission::Read, None);
+        let renamed = KeyRecord { description: None, ..before.clone() };
+        let mut limited = before.clone();
+        limited.options.credits = Some(latchkey_core::Credits { remaining: 5, refill: None, refilled_at: None });
+        let names = |after: &KeyRecord| KeyRow::update_columns(&before, after).names().collect::<Vec<_>>();
+        let plain = names(&renamed);
+        assert!(!plain.iter().any(|name| name.starts_with("credits_")), "{plain:?}");
+        assert!(!plain.contains(&"id") && !plain.contains(&"last_used_at"), "{plain:?}");
+        assert_eq!(names(&limited).len(), plain.len() + 4);
+    }
+}
