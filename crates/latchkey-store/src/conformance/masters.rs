@@ -1,10 +1,11 @@
-//! Checks on the no-lockout rule: the last usable Master key is kept.
+//! Checks on the no-lockout rule: the last usable Master key is kept, whatever the
+//! caller believes about it.
 
 use super::new_key;
-use super::support::{blocked, event, store_key};
+use super::support::{blocked, event, store_key, store_site};
 use crate::{truncate_to_millis, Audited, SharedStore, StoreError};
 use chrono::{Duration, Utc};
-use latchkey_core::{AuditAction, Permission, Status};
+use latchkey_core::{AuditAction, KeyRecord, Permission, SiteId, Status};
 
 pub async fn the_last_usable_master_key_cannot_be_blocked_or_deleted(store: SharedStore) {
     let first = store_key(&store, Permission::Master, None).await;
@@ -28,4 +29,58 @@ pub async fn a_leaked_last_master_key_can_still_be_blocked(store: SharedStore) {
     let leaked = event(AuditAction::KeyReportedLeaked).for_key(&only);
     store.update_key(&only, Audited { value: &blocked(&only), event: &leaked }).await.unwrap();
     assert_eq!(store.get_key(&only.id).await.unwrap().unwrap().status, Status::Blocked);
+}
+
+/// Copies of `key` at its stored version that are wrong about it: one says it is a Read
+/// key of a site, one that it is blocked, one that it expired an hour ago.
+fn misstated_copies(key: &KeyRecord, site: &SiteId) -> [KeyRecord; 3] {
+    let an_hour_ago = truncate_to_millis(Utc::now() - Duration::hours(1));
+    [
+        KeyRecord { permission: Permission::Read, site_id: Some(site.clone()), ..key.clone() },
+        KeyRecord { status: Status::Blocked, ..key.clone() },
+        KeyRecord { expires_at: Some(an_hour_ago), ..key.clone() },
+    ]
+}
+
+/// Only the id is taken from the caller's copy: the rule is decided on the row that the
+/// deletion removes.
+pub async fn deleting_the_last_master_is_refused_whatever_the_callers_copy_says(store: SharedStore) {
+    let only = store_key(&store, Permission::Master, None).await;
+    let site = store_site(&store, "elsewhere").await;
+    for copy in misstated_copies(&only, &site.id) {
+        let deleted = event(AuditAction::KeyDeleted).for_key(&copy);
+        let result = store.delete_key(Audited { value: &copy, event: &deleted }).await;
+        assert!(matches!(result, Err(StoreError::LastMaster)), "{copy:?}: {result:?}");
+    }
+    assert_eq!(store.get_key(&only.id).await.unwrap(), Some(only));
+}
+
+/// At the stored version, an update is decided on the stored row, not on the caller's
+/// account of it.
+pub async fn blocking_the_last_master_is_refused_whatever_the_callers_copy_says(store: SharedStore) {
+    let only = store_key(&store, Permission::Master, None).await;
+    let site = store_site(&store, "elsewhere").await;
+    let after = blocked(&only);
+    for copy in misstated_copies(&only, &site.id) {
+        let block = event(AuditAction::KeyBlocked).for_key(&copy);
+        let result = store.update_key(&copy, Audited { value: &after, event: &block }).await;
+        assert!(matches!(result, Err(StoreError::LastMaster)), "{copy:?}: {result:?}");
+    }
+    assert_eq!(store.get_key(&only.id).await.unwrap(), Some(only));
+}
+
+/// The compare-and-swap comes first: a change decided on another version than the stored
+/// one is a `Conflict` even when it would also take the last Master away. The caller reads
+/// the key again, and the rule then refuses the change on the fresh version.
+pub async fn a_change_decided_on_another_version_of_the_last_master_is_a_conflict(store: SharedStore) {
+    let only = store_key(&store, Permission::Master, None).await;
+    let older = KeyRecord { updated_at: only.updated_at - Duration::milliseconds(1), ..only.clone() };
+    // Also a version that was never stored: a change that did not commit.
+    let unseen = blocked(&only);
+    for copy in [older, unseen] {
+        let block = event(AuditAction::KeyBlocked).for_key(&copy);
+        let result = store.update_key(&copy, Audited { value: &blocked(&copy), event: &block }).await;
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{copy:?}: {result:?}");
+    }
+    assert_eq!(store.get_key(&only.id).await.unwrap(), Some(only));
 }
