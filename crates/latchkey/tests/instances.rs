@@ -137,7 +137,7 @@ async fn a_block_through_one_instance_stops_the_key_on_another() {
         a.post(&format!("/api/v1/keys/{id}/block"), Some(&master), json!({})).await;
         let blocked_at = Instant::now();
         loop {
-            if b.verify(key).await == "blocked" {
+            if b.verify(key).await == "key_blocked" {
                 delays.push(blocked_at.elapsed());
                 break;
             }
@@ -178,7 +178,7 @@ async fn an_instance_that_loses_its_notification_connection_never_serves_a_block
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for _ in 0..50 {
-        assert_eq!(b.verify(&key).await, "blocked");
+        assert_eq!(b.verify(&key).await, "key_blocked");
     }
 }
 
