@@ -70,6 +70,13 @@ impl KeyRecord {
     pub fn is_usable_master_at(&self, now: DateTime<Utc>) -> bool {
         self.permission == Permission::Master && self.state_at(now) == KeyState::Active
     }
+
+    /// A Master key that stays usable: active, never expiring, and usable from anywhere. A
+    /// Master with an expiry or an IP allowlist works today but can lock everyone out
+    /// tomorrow (or from the wrong network), so it does not count as the one that remains.
+    pub fn is_lasting_master_at(&self, now: DateTime<Utc>) -> bool {
+        self.is_usable_master_at(now) && self.expires_at.is_none() && self.options.ip_allowlist.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use latchkey_core::{KeyId, KeyRecord, SiteId};
 use latchkey_store::key_writes::{KeyRows, RowsOf};
 use latchkey_store::rows::{millis, Columns, KeyRow, KEY_COLUMNS};
-use latchkey_store::{KeyFilter, Page, StoreResult};
+use latchkey_store::{KeyFilter, MasterKind, Page, StoreResult};
 use sqlx::postgres::PgPool;
 use sqlx::{Encode, Postgres, QueryBuilder, Type};
 
@@ -63,17 +63,22 @@ impl KeyRows for KeyTx<'_> {
     /// holder committed. The caller holds its key's row lock already; a holder of this
     /// lock waits for no other row (it writes only the rows it locked, or inserts a new
     /// one), so taking the two in this order cannot deadlock.
-    async fn another_usable_master(&mut self, key: &KeyId, at: DateTime<Utc>) -> StoreResult<bool> {
+    async fn another_master(&mut self, key: &KeyId, at: DateTime<Utc>, kind: MasterKind) -> StoreResult<bool> {
         let conn = &mut **self.0;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
             .bind(LAST_MASTER_LOCK)
             .execute(&mut *conn)
             .await?;
-        let exists = sqlx::query_scalar(
+        // A lasting Master: no expiry, no IP allowlist (absent from `options` when empty).
+        let lasting = match kind {
+            MasterKind::Usable => "",
+            MasterKind::Lasting => "AND expires_at IS NULL AND (options::jsonb -> 'ip_allowlist') IS NULL",
+        };
+        let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM keys WHERE permission = 'master' AND status = 'active'
-                              AND (expires_at IS NULL OR expires_at > $1) AND id <> $2)",
+                              AND (expires_at IS NULL OR expires_at > $1) AND id <> $2 {lasting})"
         );
-        Ok(exists.bind(millis(at)).bind(key.as_str()).fetch_one(conn).await?)
+        Ok(sqlx::query_scalar(&sql).bind(millis(at)).bind(key.as_str()).fetch_one(conn).await?)
     }
 
     async fn delete_row(&mut self, id: &KeyId) -> StoreResult<Option<KeyRow>> {

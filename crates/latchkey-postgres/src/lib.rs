@@ -217,8 +217,10 @@ impl Store for PostgresStore {
         new: Audited<'_, KeyRecord>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let stored = key_writes::replace_key(&mut KeyTx(&mut tx), old, &old_after).await?;
+        // The new key first: rotating the only Master key leaves its replacement, which
+        // the last-Master rule must see when it judges the old key's expiry.
         import::insert_keys(&mut tx, slice::from_ref(new.value)).await?;
+        let stored = key_writes::replace_key(&mut KeyTx(&mut tx), old, &old_after).await?;
         self.notify(&mut tx, &[stored.hash]).await?;
         // Both events in one statement: one round trip fewer.
         import::insert_events(&mut tx, &[old_after.event.clone(), new.event.clone()]).await?;

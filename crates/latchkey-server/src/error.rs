@@ -30,6 +30,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    LastMaster,
     CsrfFailed,
     RateLimited,
     UsageExceeded,
@@ -61,6 +62,7 @@ impl ErrorCode {
             NotFound => ("not_found", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             Conflict => ("conflict", StatusCode::CONFLICT),
+            LastMaster => ("last_master", StatusCode::CONFLICT),
             CsrfFailed => ("csrf_failed", StatusCode::FORBIDDEN),
             RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
             UsageExceeded => ("usage_exceeded", StatusCode::TOO_MANY_REQUESTS),
@@ -141,7 +143,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(message) => ApiError::validation(message),
             ServiceError::NotFound(what) => ApiError::not_found(what),
             ServiceError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
-            ServiceError::LastMaster => ApiError::new(ErrorCode::Conflict, ServiceError::LastMaster.to_string()),
+            ServiceError::LastMaster => ApiError::new(ErrorCode::LastMaster, ServiceError::LastMaster.to_string()),
             ServiceError::TooManyRequests { retry_after_seconds } => {
                 let mut error =
                     ApiError::new(ErrorCode::RateLimited, "too many requests from this address; retry later");

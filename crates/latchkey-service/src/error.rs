@@ -18,8 +18,11 @@ pub enum ServiceError {
     /// The target changed meanwhile, or is in a state that forbids the action.
     #[error("{0}")]
     Conflict(String),
-    /// The change would leave the system without a usable Master key.
-    #[error("this is the last active Master key; create another Master key first")]
+    /// The change would leave the system without a Master key that stays usable (active,
+    /// never expiring, usable from anywhere).
+    #[error(
+        "this is the last Master key that stays usable (active, no expiry, no IP allowlist); create another one first"
+    )]
     LastMaster,
     /// Too many requests of this kind from this client; retry after this many seconds.
     #[error("too many requests; retry in {retry_after_seconds} s")]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use latchkey_core::{KeyId, KeyRecord};
 use latchkey_store::key_writes::{KeyRows, RowsOf};
 use latchkey_store::rows::{millis, Columns, KeyRow, KEY_COLUMNS};
-use latchkey_store::{StoreError, StoreResult};
+use latchkey_store::{MasterKind, StoreError, StoreResult};
 use sqlx::{Encode, Executor, QueryBuilder, Sqlite, Type};
 
 pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> StoreResult<()> {
@@ -44,15 +44,17 @@ impl KeyRows for KeyTx<'_> {
         select(&mut **self.0, column, value).await
     }
 
-    async fn another_usable_master(&mut self, key: &KeyId, at: DateTime<Utc>) -> StoreResult<bool> {
-        let others: i64 = sqlx::query_scalar(
+    async fn another_master(&mut self, key: &KeyId, at: DateTime<Utc>, kind: MasterKind) -> StoreResult<bool> {
+        // A lasting Master: no expiry, no IP allowlist (absent from `options` when empty).
+        let lasting = match kind {
+            MasterKind::Usable => "",
+            MasterKind::Lasting => "AND expires_at IS NULL AND json_extract(options, '$.ip_allowlist') IS NULL",
+        };
+        let sql = format!(
             "SELECT COUNT(*) FROM keys WHERE permission = 'master' AND status = 'active'
-               AND (expires_at IS NULL OR expires_at > ?) AND id <> ?",
-        )
-        .bind(millis(at))
-        .bind(key.as_str())
-        .fetch_one(&mut **self.0)
-        .await?;
+               AND (expires_at IS NULL OR expires_at > ?) AND id <> ? {lasting}"
+        );
+        let others: i64 = sqlx::query_scalar(&sql).bind(millis(at)).bind(key.as_str()).fetch_one(&mut **self.0).await?;
         Ok(others > 0)
     }
 

@@ -218,8 +218,10 @@ impl Store for SqliteStore {
         new: Audited<'_, KeyRecord>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        key_writes::replace_key(&mut KeyTx(&mut tx), old, &old_after).await?;
+        // The new key first: rotating the only Master key leaves its replacement, which
+        // the last-Master rule must see when it judges the old key's expiry.
         keys::insert(&mut tx, new.value).await?;
+        key_writes::replace_key(&mut KeyTx(&mut tx), old, &old_after).await?;
         insert_event(&mut tx, old_after.event).await?;
         insert_event(&mut tx, new.event).await?;
         commit(tx).await

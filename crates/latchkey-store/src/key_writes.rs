@@ -9,7 +9,7 @@
 //! row locks, and an advisory lock around the last-Master check).
 
 use crate::rows::{Columns, CreditColumns, KeyRow};
-use crate::{ensure_a_master_remains, Audited, CreditSpend, KeyChange, StoreError, StoreResult};
+use crate::{ensure_a_master_remains, Audited, CreditSpend, KeyChange, MasterKind, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyId, KeyRecord, SiteId};
@@ -41,9 +41,9 @@ pub trait KeyRows: Send {
     /// Deletes the key's row and returns it as it was.
     async fn delete_row(&mut self, id: &KeyId) -> StoreResult<Option<KeyRow>>;
 
-    /// Whether a Master key other than `key` is usable at `at`, in a way no other
+    /// Whether a Master key other than `key` of this kind exists at `at`, in a way no other
     /// transaction can change before this one ends.
-    async fn another_usable_master(&mut self, key: &KeyId, at: DateTime<Utc>) -> StoreResult<bool>;
+    async fn another_master(&mut self, key: &KeyId, at: DateTime<Utc>, kind: MasterKind) -> StoreResult<bool>;
 
     /// Writes these columns of the key's row.
     async fn write_row(&mut self, id: &KeyId, columns: Columns) -> StoreResult<()>;
@@ -71,7 +71,12 @@ pub async fn replace_key(
 ) -> StoreResult<KeyRecord> {
     let stored = rows.rows_for_update(RowsOf::Key(&before.id)).await?.pop().map(KeyRow::into_record).transpose()?;
     let stored = expect_version(stored, before)?;
-    let another = rows.another_usable_master(&stored.id, after.event.at);
+    let at = after.event.at;
+    let (id, others) = (&stored.id, &mut *rows);
+    let another = move |kind| {
+        let others = others;
+        others.another_master(id, at, kind)
+    };
     ensure_a_master_remains(&stored, KeyChange::Replace(after.value), after.event, another).await?;
     rows.write_row(&stored.id, KeyRow::update_columns(before, after.value)).await?;
     Ok(stored)
@@ -82,7 +87,11 @@ pub async fn replace_key(
 /// after the deletion, which the backend's transaction then rolls back.
 pub async fn delete_key(rows: &mut impl KeyRows, id: &KeyId, event: &AuditEvent) -> StoreResult<KeyRecord> {
     let deleted = rows.delete_row(id).await?.ok_or(StoreError::NotFound)?.into_record()?;
-    let another = rows.another_usable_master(&deleted.id, event.at);
+    let (id, at) = (&deleted.id, event.at);
+    let another = move |kind| {
+        let rows = rows;
+        rows.another_master(id, at, kind)
+    };
     ensure_a_master_remains(&deleted, KeyChange::Delete, event, another).await?;
     Ok(deleted)
 }
@@ -98,7 +107,11 @@ pub async fn keys_of_deleted_site(
     let keys = rows.rows_for_update(RowsOf::Site(site)).await?;
     let keys = keys.into_iter().map(KeyRow::into_record).collect::<StoreResult<Vec<_>>>()?;
     for key in &keys {
-        let another = rows.another_usable_master(&key.id, event.at);
+        let (id, at, others) = (&key.id, event.at, &mut *rows);
+        let another = move |kind| {
+            let others = others;
+            others.another_master(id, at, kind)
+        };
         ensure_a_master_remains(key, KeyChange::Delete, event, another).await?;
     }
     Ok(keys)

@@ -6,6 +6,15 @@ use crate::{StoreError, StoreResult};
 use latchkey_core::{AuditAction, AuditEvent, KeyRecord};
 use std::future::Future;
 
+/// Which other Master keys would keep the system reachable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterKind {
+    /// Active and not expired now.
+    Usable,
+    /// Usable, with no expiry and no IP allowlist (`KeyRecord::is_lasting_master_at`).
+    Lasting,
+}
+
 /// What a write does to one stored key.
 #[derive(Clone, Copy, Debug)]
 pub enum KeyChange<'a> {
@@ -23,33 +32,37 @@ pub fn must_keep_a_master(event: &AuditEvent) -> bool {
 }
 
 /// Refuses with [`StoreError::LastMaster`] a change that takes the last usable Master key
-/// away.
+/// away, or the last lasting one (giving it an expiry or an IP allowlist, blocking or
+/// deleting it) when no other lasting Master remains.
 ///
 /// `stored` is the key as read *inside* the writing transaction, once writes to it are
 /// serialized (SQLite's single writer, PostgreSQL's row lock); never the caller's copy,
 /// which may be stale, or wrong about the key's level, status or expiry. Usability is
 /// judged at `event.at`, the moment the change is recorded as made.
 ///
-/// `another_usable_master` says, from the same transaction, whether a Master key other
-/// than `stored` is usable at `event.at`. It is awaited only when the change does take a
-/// usable Master away, so a backend pays for the query (and for whatever makes it exact)
+/// `another_master` says, from the same transaction, whether a Master key other than
+/// `stored` of the given kind exists at `event.at`. It is called only when the change does
+/// take a Master away, so a backend pays for the query (and for whatever makes it exact)
 /// only then.
-pub async fn ensure_a_master_remains(
+pub async fn ensure_a_master_remains<F: Future<Output = StoreResult<bool>>>(
     stored: &KeyRecord,
     change: KeyChange<'_>,
     event: &AuditEvent,
-    another_usable_master: impl Future<Output = StoreResult<bool>>,
+    another_master: impl FnOnce(MasterKind) -> F,
 ) -> StoreResult<()> {
     let at = event.at;
-    let takes_one_away = stored.is_usable_master_at(at)
-        && match change {
-            KeyChange::Replace(after) => !after.is_usable_master_at(at),
-            KeyChange::Delete => true,
-        };
-    if !takes_one_away || !must_keep_a_master(event) {
+    let (usable_after, lasting_after) = match change {
+        KeyChange::Replace(after) => (after.is_usable_master_at(at), after.is_lasting_master_at(at)),
+        KeyChange::Delete => (false, false),
+    };
+    let needed = if stored.is_lasting_master_at(at) && !lasting_after {
+        MasterKind::Lasting
+    } else if stored.is_usable_master_at(at) && !usable_after {
+        MasterKind::Usable
+    } else {
         return Ok(());
-    }
-    if another_usable_master.await? {
+    };
+    if !must_keep_a_master(event) || another_master(needed).await? {
         Ok(())
     } else {
         Err(StoreError::LastMaster)
@@ -79,12 +92,12 @@ mod tests {
         let master = new_key(Permission::Master, None);
         let blocked = KeyRecord { status: Status::Blocked, ..master.clone() };
         let deleted = event(AuditAction::KeyDeleted);
-        let result = ensure_a_master_remains(&master, KeyChange::Delete, &deleted, ready(Ok(false))).await;
+        let result = ensure_a_master_remains(&master, KeyChange::Delete, &deleted, |_| ready(Ok(false))).await;
         assert!(matches!(result, Err(StoreError::LastMaster)), "{result:?}");
         let block = event(AuditAction::KeyBlocked);
-        let result = ensure_a_master_remains(&master, KeyChange::Replace(&blocked), &block, ready(Ok(false))).await;
+        let result = ensure_a_master_remains(&master, KeyChange::Replace(&blocked), &block, |_| ready(Ok(false))).await;
         assert!(matches!(result, Err(StoreError::LastMaster)), "{result:?}");
-        let result = ensure_a_master_remains(&master, KeyChange::Delete, &deleted, ready(Ok(true))).await;
+        let result = ensure_a_master_remains(&master, KeyChange::Delete, &deleted, |_| ready(Ok(true))).await;
         assert!(result.is_ok(), "{result:?}");
     }
 
@@ -93,11 +106,11 @@ mod tests {
         let master = new_key(Permission::Master, None);
         let renamed = KeyRecord { description: None, ..master.clone() };
         let update = event(AuditAction::KeyUpdated);
-        ensure_a_master_remains(&master, KeyChange::Replace(&renamed), &update, never_asked()).await.unwrap();
+        ensure_a_master_remains(&master, KeyChange::Replace(&renamed), &update, |_| never_asked()).await.unwrap();
         let read = new_key(Permission::Read, None);
-        ensure_a_master_remains(&read, KeyChange::Delete, &update, never_asked()).await.unwrap();
+        ensure_a_master_remains(&read, KeyChange::Delete, &update, |_| never_asked()).await.unwrap();
         let blocked = KeyRecord { status: Status::Blocked, ..master.clone() };
-        ensure_a_master_remains(&blocked, KeyChange::Delete, &update, never_asked()).await.unwrap();
+        ensure_a_master_remains(&blocked, KeyChange::Delete, &update, |_| never_asked()).await.unwrap();
     }
 
     #[tokio::test]
@@ -105,10 +118,29 @@ mod tests {
         let master = new_key(Permission::Master, None);
         let update = event(AuditAction::KeyUpdated);
         let expiring = KeyRecord { expires_at: Some(update.at), ..master.clone() };
-        let result = ensure_a_master_remains(&master, KeyChange::Replace(&expiring), &update, ready(Ok(false))).await;
+        let result =
+            ensure_a_master_remains(&master, KeyChange::Replace(&expiring), &update, |_| ready(Ok(false))).await;
         assert!(matches!(result, Err(StoreError::LastMaster)), "{result:?}");
-        let later = KeyRecord { expires_at: Some(update.at + Duration::seconds(1)), ..master.clone() };
-        ensure_a_master_remains(&master, KeyChange::Replace(&later), &update, never_asked()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_expiry_or_an_allowlist_on_the_last_lasting_master_is_refused() {
+        let master = new_key(Permission::Master, None);
+        let update = event(AuditAction::KeyUpdated);
+        let later = KeyRecord { expires_at: Some(update.at + Duration::days(30)), ..master.clone() };
+        let mut fenced = master.clone();
+        fenced.options.ip_allowlist = latchkey_core::options::parse_allowlist(&["10.0.0.0/8"]).unwrap();
+        for after in [&later, &fenced] {
+            let asked_for = |kind| {
+                assert_eq!(kind, MasterKind::Lasting, "another lasting Master is what would keep the system reachable");
+                ready(Ok(false))
+            };
+            let result = ensure_a_master_remains(&master, KeyChange::Replace(after), &update, asked_for).await;
+            assert!(matches!(result, Err(StoreError::LastMaster)), "{result:?}");
+            let result =
+                ensure_a_master_remains(&master, KeyChange::Replace(after), &update, |_| ready(Ok(true))).await;
+            assert!(result.is_ok(), "another lasting Master remains: {result:?}");
+        }
     }
 
     #[tokio::test]
@@ -116,6 +148,6 @@ mod tests {
         let master = new_key(Permission::Master, None);
         let blocked = KeyRecord { status: Status::Blocked, ..master.clone() };
         let leaked = event(AuditAction::KeyReportedLeaked);
-        ensure_a_master_remains(&master, KeyChange::Replace(&blocked), &leaked, never_asked()).await.unwrap();
+        ensure_a_master_remains(&master, KeyChange::Replace(&blocked), &leaked, |_| never_asked()).await.unwrap();
     }
 }

@@ -18,7 +18,7 @@ pub mod key_writes;
 mod last_master;
 pub mod rows;
 
-pub use last_master::{ensure_a_master_remains, must_keep_a_master, KeyChange};
+pub use last_master::{ensure_a_master_remains, must_keep_a_master, KeyChange, MasterKind};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -84,3 +84,44 @@ pub async fn a_change_decided_on_another_version_of_the_last_master_is_a_conflic
     }
     assert_eq!(store.get_key(&only.id).await.unwrap(), Some(only));
 }
+
+/// An expiry or an IP allowlist on the last lasting Master key would lock everyone out
+/// later (or from the wrong network): refused until another lasting Master exists; a
+/// Master with an expiry or an allowlist does not count as one.
+pub async fn the_last_lasting_master_cannot_be_given_an_expiry_or_an_allowlist(store: SharedStore) {
+    let only = store_key(&store, Permission::Master, None).await;
+    let in_a_month =
+        KeyRecord { expires_at: Some(truncate_to_millis(Utc::now() + Duration::days(30))), ..only.clone() };
+    let mut fenced = only.clone();
+    fenced.options.ip_allowlist = latchkey_core::options::parse_allowlist(&["10.0.0.0/8"]).unwrap();
+    let mut fenced_other = new_key(Permission::Master, None);
+    fenced_other.options.ip_allowlist = fenced.options.ip_allowlist.clone();
+    store.create_key(Audited { value: &fenced_other, event: &event(AuditAction::KeyCreated) }).await.unwrap();
+    for after in [&in_a_month, &fenced] {
+        let update = event(AuditAction::KeyUpdated).for_key(&only);
+        let result = store.update_key(&only, Audited { value: after, event: &update }).await;
+        assert!(matches!(result, Err(StoreError::LastMaster)), "{after:?}: {result:?}");
+    }
+    store_key(&store, Permission::Master, None).await;
+    let update = event(AuditAction::KeyUpdated).for_key(&only);
+    store.update_key(&only, Audited { value: &in_a_month, event: &update }).await.unwrap();
+}
+
+/// The replacement is written before the old key's expiry is judged, so the only Master
+/// key can be rotated with no grace period.
+pub async fn the_only_master_key_can_be_rotated_without_grace(store: SharedStore) {
+    let only = store_key(&store, Permission::Master, None).await;
+    let now = truncate_to_millis(Utc::now());
+    let new = new_key(Permission::Master, None);
+    let mut old_after = only.clone();
+    old_after.expires_at = Some(now);
+    old_after.options.rotated_to = Some(new.id.clone());
+    old_after.updated_at = crate::next_version(only.updated_at, now);
+    let rotated = event(AuditAction::KeyRotated).for_key(&only);
+    let created = event(AuditAction::KeyCreated).for_key(&new);
+    let result = store
+        .rotate_key(&only, Audited { value: &old_after, event: &rotated }, Audited { value: &new, event: &created })
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(store.get_key(&new.id).await.unwrap().is_some_and(|key| key.is_lasting_master_at(Utc::now())));
+}

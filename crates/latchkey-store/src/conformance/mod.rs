@@ -91,6 +91,8 @@ macro_rules! conformance_tests {
             masters::blocking_the_last_master_is_refused_whatever_the_callers_copy_says,
             masters::a_change_decided_on_another_version_of_the_last_master_is_a_conflict,
             masters::a_leaked_last_master_key_can_still_be_blocked,
+            masters::the_last_lasting_master_cannot_be_given_an_expiry_or_an_allowlist,
+            masters::the_only_master_key_can_be_rotated_without_grace,
             usage::last_used_only_moves_forward,
             usage::usage_counts_add_up_per_key_and_day,
             usage::credits_are_spent_exactly_under_concurrency_and_refilled,

@@ -276,9 +276,9 @@ async fn the_last_active_master_key_cannot_be_blocked_or_deleted() {
     let (_, me) = app.get("/api/v1/whoami", &app.master_key).await;
     let my_id = me["id"].as_str().unwrap();
     let (status, body) = app.post(&format!("/api/v1/keys/{my_id}/block"), &app.master_key, json!({})).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (409, "conflict"));
+    assert_eq!((status.as_u16(), error_code(&body)), (409, "last_master"));
     let (status, body) = app.call(Method::DELETE, &format!("/api/v1/keys/{my_id}"), Some(&app.master_key), None).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (409, "conflict"));
+    assert_eq!((status.as_u16(), error_code(&body)), (409, "last_master"));
     let (status, body) = app
         .call(
             Method::PATCH,
@@ -291,4 +291,22 @@ async fn the_last_active_master_key_cannot_be_blocked_or_deleted() {
     let (_, second) = app.create_key("master", None).await;
     let (status, _) = app.post(&format!("/api/v1/keys/{my_id}/block"), &second, json!({})).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_last_lasting_master_cannot_be_given_an_expiry_or_an_allowlist_but_may_be_rotated() {
+    let app = spawn_app().await;
+    let (_, me) = app.get("/api/v1/whoami", &app.master_key).await;
+    let me = format!("/api/v1/keys/{}", me["id"].as_str().unwrap());
+    let in_a_month = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    for edit in [json!({ "expires_at": in_a_month }), json!({ "ip_allowlist": ["10.0.0.0/8"] })] {
+        let (status, body) = app.call(Method::PATCH, &me, Some(&app.master_key), Some(edit.clone())).await;
+        assert_eq!((status.as_u16(), error_code(&body)), (409, "last_master"), "{edit}");
+    }
+    // Rotating the only Master leaves its replacement, even with no grace at all.
+    let (status, rotated) = app.post(&format!("{me}/rotate"), &app.master_key, json!({ "grace_seconds": 0 })).await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let new_master = rotated["key"].as_str().unwrap();
+    assert_eq!(app.get("/api/v1/whoami", new_master).await.0, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/whoami", &app.master_key).await.0, StatusCode::UNAUTHORIZED);
 }
