@@ -100,7 +100,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    follow_invalidations(&state).await?;
+    state.service.follow_other_instances().await.map_err(std::io::Error::other)?;
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
     let flusher = tokio::spawn(write_bookkeeping_periodically(state.clone(), stopped));
     let served = connections::serve_connections(listener, app(state.clone()), state.config.connections, shutdown).await;
@@ -128,21 +128,4 @@ async fn write_bookkeeping_periodically(state: AppState, mut stopped: tokio::syn
             tracing::warn!(%error, "could not write last-used times and usage counts; will retry");
         }
     }
-}
-
-/// Applies changes made by other instances (PostgreSQL `LISTEN/NOTIFY`) to this
-/// instance's cache.
-async fn follow_invalidations(state: &AppState) -> std::io::Result<()> {
-    let feed = state.service.store().watch_invalidations().await.map_err(std::io::Error::other)?;
-    let Some(mut feed) = feed else {
-        return Ok(());
-    };
-    let service = state.service.clone();
-    tokio::spawn(async move {
-        while let Some(message) = feed.recv().await {
-            service.apply_invalidation(message);
-        }
-        service.invalidation_feed_ended();
-    });
-    Ok(())
 }

@@ -141,31 +141,32 @@ impl Service {
         Ok(())
     }
 
-    /// Applies a change made by another instance to this instance's cache. While the feed
-    /// is down the cache is bypassed: a lost notification must never leave a blocked key
-    /// cached as usable.
-    pub fn apply_invalidation(&self, message: Invalidation) {
-        match message {
-            Invalidation::Key(hash) => self.cache.forget(&hash),
-            Invalidation::Lost => {
-                tracing::warn!("lost the invalidation feed; serving from the database until it is back");
-                self.cache.bypass_cache_until_resumed();
+    /// Follows changes made by other instances sharing the database (PostgreSQL
+    /// `LISTEN/NOTIFY`) for as long as the process runs, evicting what they change from
+    /// this instance's cache. While the feed is down the cache is bypassed: a lost
+    /// notification must never leave a blocked key cached as usable.
+    pub async fn follow_other_instances(&self) -> ServiceResult<()> {
+        let Some(mut feed) = self.store.watch_invalidations().await? else {
+            return Ok(());
+        };
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            while let Some(message) = feed.recv().await {
+                match message {
+                    Invalidation::Key(hash) => cache.forget(&hash),
+                    Invalidation::Lost => {
+                        tracing::warn!("lost the invalidation feed; serving from the database until it is back");
+                        cache.bypass_cache_until_resumed();
+                    }
+                    Invalidation::Resumed => {
+                        tracing::info!("invalidation feed is back; caching again");
+                        cache.resume_caching();
+                    }
+                }
             }
-            Invalidation::Resumed => {
-                tracing::info!("invalidation feed is back; caching again");
-                self.cache.resume_caching();
-            }
-        }
-    }
-
-    /// The invalidation feed ended for good: never trust the cache again in this process.
-    pub fn invalidation_feed_ended(&self) {
-        self.cache.bypass_cache_until_resumed();
-    }
-
-    /// The store, for what is not an operation on behalf of a caller: the invalidation
-    /// feed, bulk import, migration.
-    pub fn store(&self) -> &SharedStore {
-        &self.store
+            // The feed ended for good: never trust the cache again in this process.
+            cache.bypass_cache_until_resumed();
+        });
+        Ok(())
     }
 }
