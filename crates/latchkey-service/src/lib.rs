@@ -83,7 +83,8 @@ pub struct Service {
 impl Service {
     pub fn new(store: SharedStore, config: ServiceConfig, clock: Arc<dyn Clock>) -> Self {
         let staleness = config.cache_max_staleness.or(store.shared_by_instances().then_some(DEFAULT_SHARED_STALENESS));
-        let cache = KeyCache::new(store.clone(), config.cache_capacity, staleness, config.negative_cache_ttl);
+        let cache =
+            KeyCache::new(store.clone(), config.cache_capacity, staleness, config.negative_cache_ttl, clock.now());
         Self {
             store,
             cache: Arc::new(cache),

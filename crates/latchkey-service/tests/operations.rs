@@ -328,3 +328,24 @@ async fn a_rotated_key_keeps_its_expiry_takes_the_balance_and_an_expired_key_can
     let result = world.service.keys().rotate(&master, &short.id.to_string(), 0).await;
     assert!(matches!(result, Err(ServiceError::Conflict(_))), "{result:?}");
 }
+
+#[tokio::test]
+async fn a_cached_answer_is_served_no_longer_than_a_fractional_staleness_bound_on_the_clock() {
+    let world = World::new().await;
+    let path = world._dir.path().join("service.db");
+    let other_store = latchkey_sqlite::SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let config =
+        ServiceConfig { cache_max_staleness: Some(std::time::Duration::from_millis(500)), ..ServiceConfig::default() };
+    // Another instance on the same database, which hears nothing of this one's changes.
+    let other = Service::new(Arc::new(other_store), config, world.clock.clone());
+    let (key, secret) = world.key("k", Permission::Read, Some(&world.site)).await;
+    let presented = Presented::Key(secret.expose());
+    assert!(matches!(other.verify(presented, &Check::default()).await.unwrap(), Verdict::Allowed { .. }));
+    world.service.keys().block(&Caller::system(), &key.id.to_string()).await.unwrap();
+    world.clock.advance(chrono::Duration::milliseconds(300));
+    let cached = other.verify(presented, &Check::default()).await.unwrap().allowed().err();
+    assert_eq!(cached, None, "0.3 s old: still the cached answer");
+    world.clock.advance(chrono::Duration::milliseconds(300));
+    let reread = other.verify(presented, &Check::default()).await.unwrap().allowed().err();
+    assert_eq!(reread, Some(Refusal::Blocked), "0.6 s old: past the 0.5 s bound, read again");
+}
