@@ -87,10 +87,6 @@ impl KeyRows for KeyTx<'_> {
     }
 
     async fn write_row(&mut self, id: &KeyId, columns: Columns) -> StoreResult<()> {
-        let mut update = QueryBuilder::new("UPDATE keys SET ");
-        columns.push_assignments(&mut update);
-        update.push(" WHERE id = ").push_bind(id.as_str());
-        update.build().execute(&mut **self.0).await?;
-        Ok(())
+        columns.key_update(id.as_str()).build().execute(&mut **self.0).await.map(drop).map_err(Into::into)
     }
 }

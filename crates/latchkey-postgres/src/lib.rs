@@ -28,8 +28,8 @@ use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteNam
 use latchkey_store::key_writes;
 use latchkey_store::rows::{AuditRow, SiteRow, EVENT_COLUMNS, SITE_COLUMNS};
 use latchkey_store::{
-    AuditFilter, Audited, CreditSpend, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError, StoreResult,
-    UsageCount,
+    AuditFilter, Audited, AuditedKey, CreditSpend, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError,
+    StoreResult, UsageCount,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{Postgres, QueryBuilder, Transaction};
@@ -210,12 +210,7 @@ impl Store for PostgresStore {
         commit(tx).await
     }
 
-    async fn rotate_key(
-        &self,
-        old: &KeyRecord,
-        old_after: Audited<'_, KeyRecord>,
-        new: Audited<'_, KeyRecord>,
-    ) -> StoreResult<()> {
+    async fn rotate_key(&self, old: &KeyRecord, old_after: AuditedKey<'_>, new: AuditedKey<'_>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         // The new key first: rotating the only Master key leaves its replacement, which
         // the last-Master rule must see when it judges the old key's expiry.
@@ -225,13 +220,6 @@ impl Store for PostgresStore {
         // Both events in one statement: one round trip fewer.
         import::insert_events(&mut tx, &[old_after.event.clone(), new.event.clone()]).await?;
         commit(tx).await
-    }
-
-    async fn spend_credits(&self, key: &KeyId, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditSpend> {
-        let mut tx = self.begin().await?;
-        let spent = key_writes::spend_credits(&mut KeyTx(&mut tx), key, cost, now).await?;
-        commit(tx).await?;
-        Ok(spent)
     }
 
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {
@@ -244,6 +232,12 @@ impl Store for PostgresStore {
 
     async fn record_last_used(&self, uses: &[(KeyId, DateTime<Utc>)]) -> StoreResult<()> {
         flushes::record_last_used(&self.pool, uses).await
+    }
+
+    async fn spend_credits(&self, key: &KeyId, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditSpend> {
+        let mut tx = self.begin().await?;
+        let spent = key_writes::spend_credits(&mut KeyTx(&mut tx), key, cost, now).await?;
+        commit(tx).await.map(|()| spent)
     }
 
     async fn record_usage(&self, counts: &[UsageCount]) -> StoreResult<()> {

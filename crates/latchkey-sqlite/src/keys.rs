@@ -12,6 +12,9 @@ use latchkey_store::rows::{millis, Columns, KeyRow, KEY_COLUMNS};
 use latchkey_store::{MasterKind, StoreError, StoreResult};
 use sqlx::{Encode, Executor, QueryBuilder, Sqlite, Type};
 
+/// A writing transaction, for the key writes.
+pub(crate) struct KeyTx<'t>(pub(crate) &'t mut Tx);
+
 pub(crate) async fn insert(tx: &mut Tx, key: &KeyRecord) -> StoreResult<()> {
     let row = KeyRow::from_record(key).into_columns();
     super::insert(tx, "keys", KEY_COLUMNS, row).await.map_err(StoreError::from_key_insert)
@@ -33,9 +36,6 @@ where
 pub(crate) fn one(mut rows: Vec<KeyRow>) -> StoreResult<Option<KeyRecord>> {
     rows.pop().map(KeyRow::into_record).transpose()
 }
-
-/// A writing transaction, for the key writes.
-pub(crate) struct KeyTx<'t>(pub(crate) &'t mut Tx);
 
 #[async_trait]
 impl KeyRows for KeyTx<'_> {
@@ -64,10 +64,6 @@ impl KeyRows for KeyTx<'_> {
     }
 
     async fn write_row(&mut self, id: &KeyId, columns: Columns) -> StoreResult<()> {
-        let mut update = QueryBuilder::new("UPDATE keys SET ");
-        columns.push_assignments(&mut update);
-        update.push(" WHERE id = ").push_bind(id.as_str());
-        update.build().execute(&mut **self.0).await?;
-        Ok(())
+        columns.key_update(id.as_str()).build().execute(&mut **self.0).await.map(drop).map_err(Into::into)
     }
 }

@@ -21,7 +21,8 @@ use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteNam
 use latchkey_store::key_writes;
 use latchkey_store::rows::{millis, AuditRow, Columns, KeyRow, SiteRow, EVENT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
 use latchkey_store::{
-    AuditFilter, Audited, CreditSpend, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult, UsageCount,
+    AuditFilter, Audited, AuditedKey, CreditSpend, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult,
+    UsageCount,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
@@ -211,12 +212,7 @@ impl Store for SqliteStore {
         commit(tx).await
     }
 
-    async fn rotate_key(
-        &self,
-        old: &KeyRecord,
-        old_after: Audited<'_, KeyRecord>,
-        new: Audited<'_, KeyRecord>,
-    ) -> StoreResult<()> {
+    async fn rotate_key(&self, old: &KeyRecord, old_after: AuditedKey<'_>, new: AuditedKey<'_>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         // The new key first: rotating the only Master key leaves its replacement, which
         // the last-Master rule must see when it judges the old key's expiry.
@@ -230,8 +226,7 @@ impl Store for SqliteStore {
     async fn spend_credits(&self, key: &KeyId, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditSpend> {
         let mut tx = self.begin().await?;
         let spent = key_writes::spend_credits(&mut KeyTx(&mut tx), key, cost, now).await?;
-        commit(tx).await?;
-        Ok(spent)
+        commit(tx).await.map(|()| spent)
     }
 
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {

@@ -83,6 +83,9 @@ pub struct AuditFilter {
     pub action: Option<AuditAction>,
 }
 
+/// A key written with its audit event.
+pub type AuditedKey<'a> = Audited<'a, KeyRecord>;
+
 /// A change of existing data, with the audit event recorded in the same transaction.
 pub struct Audited<'a, T> {
     pub value: &'a T,
@@ -114,12 +117,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
     /// Rotation in one transaction: `old` becomes `old_after` (compare-and-swap as in
     /// `update_key`) and `new` is created; both events are recorded.
-    async fn rotate_key(
-        &self,
-        old: &KeyRecord,
-        old_after: Audited<'_, KeyRecord>,
-        new: Audited<'_, KeyRecord>,
-    ) -> StoreResult<()>;
+    async fn rotate_key(&self, old: &KeyRecord, old_after: AuditedKey<'_>, new: AuditedKey<'_>) -> StoreResult<()>;
     /// Atomically spends `cost` credits of a key at `now`, refilling first when a new
     /// refill period began. Exact under concurrency: the balance never goes below zero.
     async fn spend_credits(&self, key: &KeyId, cost: u64, now: DateTime<Utc>) -> StoreResult<CreditSpend>;

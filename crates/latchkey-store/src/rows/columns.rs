@@ -184,6 +184,18 @@ mod binding {
             query.push(")");
         }
 
+        /// `UPDATE keys SET column = value, … WHERE id = ?`: the one statement that reads the
+        /// same in both dialects, so it is built once (the backends run it).
+        pub fn key_update<'args, DB: BindsColumns<'args>>(self, id: &'args str) -> QueryBuilder<'args, DB>
+        where
+            &'args str: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+        {
+            let mut update = QueryBuilder::new("UPDATE keys SET ");
+            self.push_assignments(&mut update);
+            update.push(" WHERE id = ").push_bind(id);
+            update
+        }
+
         /// `column = value, …`: the assignments of an UPDATE's `SET`.
         pub fn push_assignments<'args, DB: BindsColumns<'args>>(self, query: &mut QueryBuilder<'args, DB>) {
             for (index, (column, value)) in self.0.into_iter().enumerate() {
