@@ -58,38 +58,27 @@ impl CreditsEdit {
     }
 }
 
+/// `Some(value)` replaces the field; `None` keeps it.
+fn overwrite<T: Clone>(field: &mut T, edit: &Option<T>) {
+    if let Some(value) = edit {
+        *field = value.clone();
+    }
+}
+
 impl KeyEdit {
     /// The key as it would be after this edit at `now`. Policy is not decided here.
     pub fn applied_to(&self, before: &KeyRecord, now: DateTime<Utc>) -> KeyRecord {
         let mut after = before.clone();
+        overwrite(&mut after.name, &self.name);
+        overwrite(&mut after.description, &self.description);
+        overwrite(&mut after.permission, &self.permission);
+        overwrite(&mut after.scopes, &self.scopes);
+        overwrite(&mut after.expires_at, &self.expires_at);
         let options = &mut after.options;
-        if let Some(name) = &self.name {
-            after.name = name.clone();
-        }
-        if let Some(description) = &self.description {
-            after.description = description.clone();
-        }
-        if let Some(permission) = self.permission {
-            after.permission = permission;
-        }
-        if let Some(scopes) = &self.scopes {
-            after.scopes = scopes.clone();
-        }
-        if let Some(expires_at) = self.expires_at {
-            after.expires_at = expires_at;
-        }
-        if let Some(owner) = &self.owner_id {
-            options.owner_id = owner.clone();
-        }
-        if let Some(metadata) = &self.metadata {
-            options.metadata = metadata.clone();
-        }
-        if let Some(allowlist) = &self.ip_allowlist {
-            options.ip_allowlist = allowlist.clone();
-        }
-        if let Some(ratelimit) = self.ratelimit {
-            options.ratelimit = ratelimit;
-        }
+        overwrite(&mut options.owner_id, &self.owner_id);
+        overwrite(&mut options.metadata, &self.metadata);
+        overwrite(&mut options.ip_allowlist, &self.ip_allowlist);
+        overwrite(&mut options.ratelimit, &self.ratelimit);
         if let Some(credits) = self.credits {
             options.credits = credits.map(|edit| edit.applied_to(options.credits, now));
         }

@@ -2,7 +2,8 @@
 //! displayable prefix, never the key itself.
 
 use crate::ids::{KeyId, SiteId};
-use crate::key_format::{KeyHash, KeyPrefix};
+use crate::key_changes::NewKey;
+use crate::key_format::{KeyHash, KeyPrefix, SecretKey};
 use crate::options::KeyOptions;
 use crate::values::{Description, KeyName, Permission, Scopes, SiteName, Status};
 use chrono::{DateTime, Utc};
@@ -55,6 +56,28 @@ impl KeyState {
 }
 
 impl KeyRecord {
+    /// A new, active key made of `spec`, for `secret` (of which it keeps only the hash and
+    /// the displayable prefix), created at `now` by `created_by`.
+    pub fn issued(spec: NewKey, secret: &SecretKey, created_by: Option<KeyId>, now: DateTime<Utc>) -> Self {
+        KeyRecord {
+            id: KeyId::generate(),
+            site_id: spec.site_id,
+            name: spec.name,
+            description: spec.description,
+            permission: spec.permission,
+            scopes: spec.scopes,
+            status: Status::Active,
+            prefix: secret.display_prefix(),
+            hash: secret.hash(),
+            created_at: now,
+            created_by,
+            updated_at: now,
+            last_used_at: None,
+            expires_at: spec.expires_at,
+            options: spec.options,
+        }
+    }
+
     /// Blocked wins over expired: unblocking an expired key must not make it look usable.
     pub fn state_at(&self, now: DateTime<Utc>) -> KeyState {
         if self.status == Status::Blocked {
@@ -85,25 +108,16 @@ pub(crate) mod fixtures {
     use crate::key_format::KeyFormat;
 
     pub fn key(permission: Permission, site: Option<&SiteId>) -> KeyRecord {
-        let secret = KeyFormat::default().generate();
-        let now = Utc::now();
-        KeyRecord {
-            id: KeyId::generate(),
-            site_id: site.cloned(),
+        let spec = NewKey {
             name: KeyName::parse("fixture").unwrap(),
             description: None,
             permission,
             scopes: Scopes::default(),
-            status: Status::Active,
-            prefix: secret.display_prefix(),
-            hash: secret.hash(),
-            created_at: now,
-            created_by: None,
-            updated_at: now,
-            last_used_at: None,
+            site_id: site.cloned(),
             expires_at: None,
             options: KeyOptions::default(),
-        }
+        };
+        KeyRecord::issued(spec, &KeyFormat::default().generate(), None, Utc::now())
     }
 }
 

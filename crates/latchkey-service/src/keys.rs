@@ -86,23 +86,8 @@ impl Keys<'_> {
     async fn issue(&self, actor: &Actor, spec: NewKey) -> ServiceResult<(KeyRecord, SecretKey)> {
         let secret = self.service.key_format.generate();
         let now = truncate_to_millis(self.service.now());
-        let record = KeyRecord {
-            id: KeyId::generate(),
-            site_id: spec.site_id,
-            name: spec.name,
-            description: spec.description,
-            permission: spec.permission,
-            scopes: spec.scopes,
-            status: Status::Active,
-            prefix: secret.display_prefix(),
-            hash: secret.hash(),
-            created_at: now,
-            created_by: actor.key_id.clone(),
-            updated_at: now,
-            last_used_at: None,
-            expires_at: spec.expires_at.map(truncate_to_millis),
-            options: spec.options,
-        };
+        let expires_at = spec.expires_at.map(truncate_to_millis);
+        let record = KeyRecord::issued(NewKey { expires_at, ..spec }, &secret, actor.key_id.clone(), now);
         let event = AuditEvent::new(actor, AuditAction::KeyCreated, now)
             .for_key(&record)
             .with_changes(AuditChange::created(&record));

@@ -8,9 +8,7 @@
 //! migration tests build records with them.
 
 use chrono::Utc;
-use latchkey_core::{
-    KeyFormat, KeyId, KeyName, KeyOptions, KeyRecord, Permission, Scopes, Site, SiteId, SiteName, Status,
-};
+use latchkey_core::{KeyFormat, KeyName, KeyOptions, KeyRecord, Permission, Scopes, Site, SiteId, SiteName};
 
 #[cfg(feature = "conformance")]
 pub mod import_and_audit;
@@ -32,25 +30,16 @@ pub fn new_site(name: &str) -> Site {
 
 /// A key that is not stored yet: active, never used, no options, a fresh secret.
 pub fn new_key(permission: Permission, site: Option<&SiteId>) -> KeyRecord {
-    let secret = KeyFormat::default().generate();
-    let now = crate::truncate_to_millis(Utc::now());
-    KeyRecord {
-        id: KeyId::generate(),
-        site_id: site.cloned(),
+    let spec = latchkey_core::NewKey {
         name: KeyName::parse("conformance").unwrap(),
         description: None,
         permission,
         scopes: Scopes::parse(&["flows:execute"]).unwrap(),
-        status: Status::Active,
-        prefix: secret.display_prefix(),
-        hash: secret.hash(),
-        created_at: now,
-        created_by: None,
-        updated_at: now,
-        last_used_at: None,
+        site_id: site.cloned(),
         expires_at: None,
         options: KeyOptions::default(),
-    }
+    };
+    KeyRecord::issued(spec, &KeyFormat::default().generate(), None, crate::truncate_to_millis(Utc::now()))
 }
 
 /// Expands to one `#[tokio::test]` per conformance check, named after the check, so a
