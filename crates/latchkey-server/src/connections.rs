@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The most a request's headers may take; a key and a proxy's headers need a few KiB.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
     /// Connections served at once; the next one is accepted when one closes.
@@ -70,6 +73,8 @@ pub async fn serve_connections(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            // Headers past 64 KiB are refused (431) instead of buffered up to hyper's 400 KB.
+            .max_header_size(MAX_HEADER_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -57,14 +57,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The key presented with a request: `X-API-Key`, or `Authorization: Bearer`.
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get("x-api-key") {
-        return value.to_str().ok().map(str::trim);
+/// The key presented with a request: `X-API-Key`, or else `Authorization: Bearer` (so a
+/// client may send its own bearer token on to the API that Latchkey protects). Two
+/// `X-API-Key` headers are refused rather than guessed between: which one a proxy or an
+/// upstream would read differs from one to the next.
+pub fn presented_key(headers: &HeaderMap) -> Presented<'_> {
+    let mut api_keys = headers.get_all("x-api-key").iter();
+    match (api_keys.next(), api_keys.next()) {
+        (Some(_), Some(_)) => Presented::Ambiguous,
+        (Some(value), None) => Presented::from_header(Some(value.to_str().unwrap_or_default())),
+        (None, _) => {
+            let bearer = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            });
+            Presented::from_header(bearer)
+        }
     }
-    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = authorization.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The address of the client: the socket peer, or the right-most untrusted address of
@@ -108,7 +117,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = Presented::from_header(presented_key(&parts.headers));
+        let presented = presented_key(&parts.headers);
         let ip = client_ip(parts, state);
         let key = state.service.verify(presented, &Check::any_valid_key(ip)).await?.allowed()?;
         let actor = Actor {

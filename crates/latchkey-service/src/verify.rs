@@ -29,6 +29,8 @@ pub enum Presented<'a> {
     Key(&'a str),
     /// A key known by its hash only: a dashboard session, which never holds the key.
     Hash(&'a KeyHash),
+    /// More than one key in one request: refused as invalid, never guessed between.
+    Ambiguous,
 }
 
 impl<'a> Presented<'a> {
@@ -112,6 +114,7 @@ impl Service {
         let now = self.clock.now();
         let hash = match presented {
             Presented::Nothing => return Ok(Verdict::refused(Refusal::MissingKey, None)),
+            Presented::Ambiguous => return Ok(self.unknown_key(check)),
             Presented::Hash(hash) => *hash,
             Presented::Key(raw) => match ParsedKey::parse(raw) {
                 Ok(parsed) => parsed.hash(),

@@ -283,7 +283,7 @@ pub async fn forward_auth(
     let mut requirement = parse_requirement(query.permission.as_deref(), &query.scopes, query.site.as_deref())?;
     requirement.permission.get_or_insert_with(|| level_for_method(original_method));
     let check = Check { requirement, client_ip: ip, throttle_ip: ip, cost: Some(1) };
-    match state.service.verify(Presented::from_header(presented_key(&headers)), &check).await?.allowed() {
+    match state.service.verify(presented_key(&headers), &check).await?.allowed() {
         Ok(key) => Ok(allowed(&key)),
         Err(refusal) => Ok(refused(refusal, query.limits_as_forbidden)),
     }

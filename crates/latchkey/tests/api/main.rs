@@ -2,6 +2,7 @@
 //! HTTP client. One test binary (modules below) so everything links once.
 
 mod authorization;
+mod bad_inputs;
 mod browser;
 mod caddy;
 mod dashboard_authorization;
