@@ -48,7 +48,17 @@ pub fn postgres_url() -> String {
 }
 
 impl Database {
-    fn fresh(dir: &tempfile::TempDir) -> Self {
+    /// The `--database` (and `--postgres-schema`) arguments of the `latchkey` binary.
+    pub fn cli_args(&self) -> Vec<String> {
+        match self {
+            Database::Sqlite(path) => vec!["--database".into(), path.display().to_string()],
+            Database::Postgres { url, schema } => {
+                vec!["--database".into(), url.clone(), "--postgres-schema".into(), schema.clone()]
+            }
+        }
+    }
+
+    pub fn fresh(dir: &tempfile::TempDir) -> Self {
         match std::env::var("LATCHKEY_TEST_ENGINE").as_deref() {
             Ok("postgres") => {
                 let mut suffix = [0u8; 8];
@@ -203,7 +213,7 @@ impl Drop for TestApp {
 
 /// Removes a test's PostgreSQL schema. Runs on its own thread and runtime because `Drop`
 /// cannot await; best effort (a leftover schema is harmless and uniquely named).
-fn drop_schema(url: String, schema: String) {
+pub fn drop_schema(url: String, schema: String) {
     let _ = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {

@@ -5,6 +5,7 @@ mod authorization;
 mod bad_inputs;
 mod browser;
 mod caddy;
+mod crash;
 mod dashboard_authorization;
 mod errors;
 mod helpers;
