@@ -22,7 +22,7 @@ use latchkey_core::{
 use latchkey_store::{SharedStore, StoreError, UsageCount};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +159,8 @@ pub struct KeyCache {
     negative_ttl: Duration,
     /// Set while cross-instance notifications may be missing: every check reads the store.
     bypass_cache: AtomicBool,
+    /// How many times a check read the store (misses, bypasses): what a flood costs.
+    store_reads: AtomicU64,
     pending_last_used: Mutex<HashMap<Ulid, DateTime<Utc>>>,
     /// Keys with counts not yet flushed; each is pushed once per flush period.
     pending_usage: Mutex<Vec<Arc<VerifiedKey>>>,
@@ -182,6 +184,7 @@ impl KeyCache {
             max_staleness,
             negative_ttl,
             bypass_cache: AtomicBool::new(false),
+            store_reads: AtomicU64::new(0),
             pending_last_used: Mutex::new(HashMap::new()),
             pending_usage: Mutex::new(Vec::new()),
         }
@@ -209,6 +212,7 @@ impl KeyCache {
 
     async fn lookup(&self, hash: KeyHash, now_ms: i64) -> Result<Option<Arc<VerifiedKey>>, StoreError> {
         if self.bypass_cache.load(Ordering::Acquire) {
+            self.store_reads.fetch_add(1, Ordering::Relaxed);
             let record = self.store.find_key_by_hash(&hash).await?;
             return Ok(record.map(|r| Arc::new(VerifiedKey::from_record(&r, self.tick(now_ms)))));
         }
@@ -226,6 +230,7 @@ impl KeyCache {
             Ok(cached) => return Ok(Some(cached)),
             Err(guard) => guard,
         };
+        self.store_reads.fetch_add(1, Ordering::Relaxed);
         match self.store.find_key_by_hash(&hash).await? {
             Some(record) => {
                 let key = Arc::new(VerifiedKey::from_record(&record, self.tick(now_ms)));
@@ -339,6 +344,10 @@ impl KeyCache {
             return Err(error);
         }
         Ok(batch.len())
+    }
+
+    pub fn store_reads(&self) -> u64 {
+        self.store_reads.load(Ordering::Relaxed)
     }
 
     pub fn cached_keys(&self) -> usize {

@@ -123,6 +123,11 @@ impl Service {
         self.clock.clone()
     }
 
+    /// How many times verifying has read the store since the start (cache misses).
+    pub fn store_reads(&self) -> u64 {
+        self.cache.store_reads()
+    }
+
     /// How many keys the verification cache holds (for benchmarks and health).
     pub fn cached_keys(&self) -> usize {
         self.cache.cached_keys()

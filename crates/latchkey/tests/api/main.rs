@@ -4,6 +4,7 @@
 mod authorization;
 mod bad_inputs;
 mod browser;
+mod brute_force;
 mod caddy;
 mod crash;
 mod dashboard_authorization;
