@@ -12,6 +12,7 @@ mod naive;
 mod report;
 mod seed;
 mod server;
+mod soak;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -42,6 +43,9 @@ enum Command {
     /// The naive baseline server (SHA-256 + one SQLite query per request); the harness
     /// starts it itself.
     NaiveServer(naive::NaiveArgs),
+    /// A long run of mixed traffic on a million keys: throughput, p99, errors and RSS each
+    /// minute (`scripts/soak`).
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -89,8 +93,13 @@ struct RunArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::NaiveServer(args)) = cli.command {
-        return naive::run(args);
+    match cli.command {
+        Some(Command::NaiveServer(args)) => return naive::run(args),
+        Some(Command::Soak(args)) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            return runtime.block_on(soak::run(args));
+        }
+        None => {}
     }
     let args = cli.run;
     anyhow::ensure!(
