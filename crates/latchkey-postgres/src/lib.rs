@@ -125,6 +125,12 @@ impl Store for PostgresStore {
         Ok(sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM keys)").fetch_one(&self.pool).await?)
     }
 
+    async fn has_usable_master(&self, at: DateTime<Utc>) -> StoreResult<bool> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM keys WHERE permission = 'master' AND status = 'active'
+                     AND (expires_at IS NULL OR expires_at > $1))";
+        Ok(sqlx::query_scalar(sql).bind(latchkey_store::rows::millis(at)).fetch_one(&self.pool).await?)
+    }
+
     async fn create_site(&self, site: Audited<'_, Site>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         import::insert_sites(&mut tx, slice::from_ref(site.value)).await?;

@@ -327,6 +327,8 @@ impl Service {
             expires_at: None,
             options: KeyOptions::default(),
         };
-        Ok(self.keys().issue(&Actor::system(), spec).await?.1)
+        let secret = self.keys().issue(&Actor::system(), spec).await?.1;
+        self.no_usable_master.store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(secret)
     }
 }

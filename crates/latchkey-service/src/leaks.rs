@@ -60,12 +60,14 @@ impl Leaks<'_> {
             .with_changes(changes);
         self.service.store.update_key(&key, Audited { value: &after, event: &event }).await?;
         self.service.cache.forget(&key.hash);
-        if key.permission == latchkey_core::Permission::Master {
-            // Security first: a leaked Master key is blocked even when it was the last one.
+        // Security first: a leaked Master key is blocked even when it was the last one, and
+        // then the operator is told, loudly and on /healthz.
+        if key.permission == latchkey_core::Permission::Master && !self.service.store.has_usable_master(now).await? {
+            self.service.no_usable_master.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(
                 key_id = %key.id,
-                "a Master key was reported leaked and blocked; if it was the last one, run `latchkey bootstrap` \
-                 where the database is to issue a new Master key"
+                "the last usable Master key was reported leaked and blocked; run `latchkey bootstrap` where the \
+                 database is to issue a new one"
             );
         }
         Ok(())

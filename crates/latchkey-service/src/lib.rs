@@ -32,6 +32,7 @@ use chrono::{DateTime, Utc};
 use latchkey_core::KeyFormat;
 use latchkey_store::{Invalidation, SharedStore};
 use ratelimit::KeyRateLimiter;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use throttle::FailureThrottle;
@@ -78,6 +79,8 @@ pub struct Service {
     key_rate_limiter: Arc<KeyRateLimiter>,
     /// Limits reports to the leak endpoint, which needs no key, per client address.
     leak_report_throttle: Arc<FailureThrottle>,
+    /// Set when a leak report blocked the last usable Master key; cleared by a new one.
+    no_usable_master: Arc<AtomicBool>,
 }
 
 impl Service {
@@ -96,6 +99,7 @@ impl Service {
                 max_failures: 10,
                 window_seconds: 60,
             })),
+            no_usable_master: Arc::default(),
         }
     }
 
@@ -123,6 +127,19 @@ impl Service {
         self.clock.clone()
     }
 
+    /// What an operator must know about this instance now, in plain words; empty when all
+    /// is well. (`/healthz` shows it.)
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if self.no_usable_master.load(Ordering::Relaxed) {
+            warnings.push(
+                "no usable Master key: the last one was reported leaked and blocked; \
+                 run `latchkey bootstrap` where the database is to issue a new one",
+            );
+        }
+        warnings
+    }
+
     /// How many times verifying has read the store since the start (cache misses).
     pub fn store_reads(&self) -> u64 {
         self.cache.store_reads()
@@ -133,13 +150,18 @@ impl Service {
         self.cache.cached_keys()
     }
 
-    /// Writes what verifying counted in memory (last-used times, usage counts) and forgets
-    /// expired throttling and rate-limit windows. Run about once a second, and at shutdown.
+    /// Writes what verifying counted in memory (last-used times, usage counts), forgets
+    /// expired throttling and rate-limit windows, and re-checks a standing warning. Run
+    /// about once a second, and at shutdown.
     pub async fn write_bookkeeping(&self) -> ServiceResult<()> {
         let now = self.clock.now();
         self.throttle.prune(now.timestamp());
         self.leak_report_throttle.prune(now.timestamp());
         self.key_rate_limiter.prune(now.timestamp());
+        // A Master key issued meanwhile by `latchkey bootstrap` (another process) ends the warning.
+        if self.no_usable_master.load(Ordering::Relaxed) && self.store.has_usable_master(now).await? {
+            self.no_usable_master.store(false, Ordering::Relaxed);
+        }
         let last_used = self.cache.flush_last_used().await;
         let usage = self.cache.flush_usage(now).await;
         last_used?;

@@ -108,6 +108,12 @@ impl Store for SqliteStore {
         Ok(any.is_none())
     }
 
+    async fn has_usable_master(&self, at: DateTime<Utc>) -> StoreResult<bool> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM keys WHERE permission = 'master' AND status = 'active'
+                     AND (expires_at IS NULL OR expires_at > ?))";
+        Ok(sqlx::query_scalar(sql).bind(millis(at)).fetch_one(&self.readers).await?)
+    }
+
     async fn create_site(&self, site: Audited<'_, Site>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         insert_site(&mut tx, site.value).await?;

@@ -97,6 +97,10 @@ pub trait Store: Send + Sync + 'static {
     /// True when no key exists yet: the server then creates the bootstrap Master key.
     async fn has_no_keys(&self) -> StoreResult<bool>;
 
+    /// Whether some Master key is usable at `at` (active, not expired). False only after a
+    /// leak report blocked the last one: nobody can manage keys until `latchkey bootstrap`.
+    async fn has_usable_master(&self, at: DateTime<Utc>) -> StoreResult<bool>;
+
     async fn create_site(&self, site: Audited<'_, Site>) -> StoreResult<()>;
     async fn get_site(&self, id: &SiteId) -> StoreResult<Option<Site>>;
     async fn list_sites(&self, page: &Page) -> StoreResult<Vec<Site>>;

@@ -323,3 +323,30 @@ async fn a_spoofed_forwarded_for_cannot_pass_an_allowlist_without_trust_proxy() 
     let key = allowlisted_admin(&behind_proxy, &["203.0.113.0/24"]).await;
     assert_eq!(whoami_from(&behind_proxy, &key, "203.0.113.5").await.0, 200, "the trusted proxy's header counts");
 }
+
+#[tokio::test]
+async fn a_leaked_last_master_is_blocked_and_healthz_says_so_until_bootstrap() {
+    let app = crate::helpers::spawn_app().await;
+    let health = || async {
+        app.client.get(format!("{}/healthz", app.address)).send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    assert_eq!(health().await, json!({ "status": "ok" }));
+    let report = json!({ "keys": [app.master_key], "source": "https://example.com/paste" });
+    let (status, _) = app.call(reqwest::Method::POST, "/api/v1/leaks", None, Some(report)).await;
+    assert_eq!(status.as_u16(), 202);
+    assert_eq!(app.get("/api/v1/whoami", &app.master_key).await.0.as_u16(), 401, "blocked, security first");
+    let degraded = health().await;
+    assert_eq!(degraded["status"], "degraded");
+    assert!(degraded["warnings"][0].as_str().unwrap().contains("latchkey bootstrap"), "{degraded}");
+    // The operator's way back: `latchkey bootstrap`, another process on the same database.
+    let bootstrap = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("bootstrap")
+        .args(app.database.cli_args())
+        .output()
+        .unwrap();
+    assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
+    let fresh = String::from_utf8(bootstrap.stdout).unwrap().trim().to_owned();
+    assert_eq!(app.get("/api/v1/whoami", &fresh).await.0.as_u16(), 200);
+    let cleared = eventually(Duration::from_secs(5), || async { health().await == json!({ "status": "ok" }) }).await;
+    assert!(cleared, "a new Master key clears the warning");
+}

@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod nginx;
 mod openapi;
+mod revocation;
 mod secret_scanning;
 mod secrets;
 mod sites;
