@@ -172,3 +172,57 @@ async fn a_sign_in_without_the_forms_login_token_is_refused() {
     assert!(set_cookie.iter().all(|c| !c.starts_with("latchkey_session")), "no session: {set_cookie:?}");
     assert_eq!(post_sign_in(&app.address, &app.master_key).await.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_https_proxy_the_session_cookie_is_secure_whatever_the_forwarded_address() {
+    let config = latchkey_server::ServerConfig { trusted_proxies: "127.0.0.1".parse().unwrap(), ..Default::default() };
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options { config, ..Default::default() }).await;
+    let page = client().get(format!("{}/login", app.address)).send().await.unwrap();
+    let login_cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let token = html.split("name=\"login_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let response = client()
+        .post(format!("{}/login", app.address))
+        .header("cookie", login_cookie)
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "203.0.113.5")
+        .form(&[("key", app.master_key.as_str()), ("login_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let session = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(session.starts_with("latchkey_session=") && session.contains("; Secure"), "{session}");
+}
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_from_one_address_are_throttled() {
+    let config = latchkey_server::ServerConfig {
+        failure_throttle: latchkey_server::throttle::ThrottleConfig { max_failures: 3, window_seconds: 60 },
+        ..Default::default()
+    };
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options { config, ..Default::default() }).await;
+    let guess = latchkey_core::KeyFormat::default().generate();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(post_sign_in(&app.address, guess.expose()).await.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+}
+
+#[tokio::test]
+async fn a_form_the_server_cannot_read_comes_back_as_a_page_not_as_text() {
+    let app = spawn_app().await;
+    let master = sign_in(&app, &app.master_key).await.unwrap();
+    // A form without its required fields: axum's own rejection, rewrapped.
+    let response = client()
+        .post(format!("{}/keys/new", app.address))
+        .header("cookie", &master.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}", master.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(response.text().await.unwrap().contains("data-error-code=\"validation_failed\""));
+}
