@@ -2,7 +2,7 @@
 //! Master keys, an Admin of another site, no key, and a blocked key, with the exact
 //! status and error code of each cell.
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with_sites, TestApp};
+use crate::helpers::{assert_error, error_code, spawn_app, spawn_app_with_sites, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -227,15 +227,20 @@ async fn an_admin_cannot_create_raise_to_or_see_a_master_key() {
         app.post("/api/v1/keys", &admin, json!({ "name": "m", "permission": "master", "site_id": null })).await;
     assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
     let (read_id, _) = app.create_key_as(&admin, "read", Some(&site)).await;
-    let (status, body) = app
-        .call(Method::PATCH, &format!("/api/v1/keys/{read_id}"), Some(&admin), Some(json!({"permission": "master"})))
-        .await;
-    assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
+    assert_error(
+        app.call(
+            Method::PATCH,
+            &format!("/api/v1/keys/{read_id}"),
+            Some(&admin),
+            Some(json!({"permission": "master"})),
+        )
+        .await,
+        403,
+        "insufficient_permission",
+    );
     let (master_id, _) = app.create_key("master", None).await;
-    let (status, body) = app.get(&format!("/api/v1/keys/{master_id}"), &admin).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
-    let (status, body) = app.post(&format!("/api/v1/keys/{master_id}/block"), &admin, json!({})).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
+    assert_error(app.get(&format!("/api/v1/keys/{master_id}"), &admin).await, 404, "not_found");
+    assert_error(app.post(&format!("/api/v1/keys/{master_id}/block"), &admin, json!({})).await, 404, "not_found");
     let (_, listed) = app.get("/api/v1/keys", &admin).await;
     assert!(listed["data"].as_array().unwrap().iter().all(|k| k["permission"] != "master"));
 }
@@ -248,8 +253,11 @@ async fn an_admin_of_site_a_cannot_touch_site_b() {
     let (status, body) =
         app.post("/api/v1/keys", &admin_a, json!({ "name": "x", "permission": "read", "site_id": b })).await;
     assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
-    let (status, body) = app.call(Method::DELETE, &format!("/api/v1/keys/{key_b}"), Some(&admin_a), None).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
+    assert_error(
+        app.call(Method::DELETE, &format!("/api/v1/keys/{key_b}"), Some(&admin_a), None).await,
+        404,
+        "not_found",
+    );
     let (status, _) = app.get(&format!("/api/v1/keys/{key_b}"), &app.master_key).await;
     assert_eq!(status, StatusCode::OK, "the key of site B is untouched");
     let (_, sites) = app.get("/api/v1/sites", &admin_a).await;
@@ -275,10 +283,16 @@ async fn the_last_active_master_key_cannot_be_blocked_or_deleted() {
     let app = spawn_app().await;
     let (_, me) = app.get("/api/v1/whoami", &app.master_key).await;
     let my_id = me["id"].as_str().unwrap();
-    let (status, body) = app.post(&format!("/api/v1/keys/{my_id}/block"), &app.master_key, json!({})).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (409, "last_master"));
-    let (status, body) = app.call(Method::DELETE, &format!("/api/v1/keys/{my_id}"), Some(&app.master_key), None).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (409, "last_master"));
+    assert_error(
+        app.post(&format!("/api/v1/keys/{my_id}/block"), &app.master_key, json!({})).await,
+        409,
+        "last_master",
+    );
+    assert_error(
+        app.call(Method::DELETE, &format!("/api/v1/keys/{my_id}"), Some(&app.master_key), None).await,
+        409,
+        "last_master",
+    );
     let (status, body) = app
         .call(
             Method::PATCH,

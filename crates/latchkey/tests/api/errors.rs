@@ -1,6 +1,6 @@
 //! Every error is `{"error": {"code", "message"}}` with the right status.
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with_sites};
+use crate::helpers::{assert_error, error_code, spawn_app, spawn_app_with_sites};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -23,8 +23,7 @@ async fn bad_bodies_get_the_documented_status_and_code() {
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error_code(&response.json().await.unwrap()), "unsupported_media_type");
     let huge = json!({ "name": "x".repeat(70 * 1024), "permission": "read", "site_id": site });
-    let (status, body) = app.post("/api/v1/keys", &app.master_key, huge).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (413, "payload_too_large"));
+    assert_error(app.post("/api/v1/keys", &app.master_key, huge).await, 413, "payload_too_large");
 
     let invalid = [
         json!({ "name": "x", "permission": "read", "site_id": site, "colour": "red" }),
@@ -49,8 +48,7 @@ async fn bad_bodies_get_the_documented_status_and_code() {
 #[tokio::test]
 async fn bad_keys_get_401_with_a_code_that_says_why() {
     let app = spawn_app().await;
-    let (status, body) = app.call(Method::GET, "/api/v1/sites", None, None).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (401, "missing_api_key"));
+    assert_error(app.call(Method::GET, "/api/v1/sites", None, None).await, 401, "missing_api_key");
     let mut typo = app.master_key.clone().into_bytes();
     typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).unwrap();
@@ -65,14 +63,10 @@ async fn bad_keys_get_401_with_a_code_that_says_why() {
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
     let app = spawn_app().await;
-    let (status, body) = app.get("/api/v1/nope", &app.master_key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
-    let (status, body) = app.call(Method::PUT, "/api/v1/sites", Some(&app.master_key), None).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (405, "method_not_allowed"));
-    let (status, body) = app.get("/api/v1/keys?limit=nope", &app.master_key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (400, "invalid_query"));
-    let (status, body) = app.get("/api/v1/keys/key_doesnotexist", &app.master_key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
+    assert_error(app.get("/api/v1/nope", &app.master_key).await, 404, "not_found");
+    assert_error(app.call(Method::PUT, "/api/v1/sites", Some(&app.master_key), None).await, 405, "method_not_allowed");
+    assert_error(app.get("/api/v1/keys?limit=nope", &app.master_key).await, 400, "invalid_query");
+    assert_error(app.get("/api/v1/keys/key_doesnotexist", &app.master_key).await, 404, "not_found");
 }
 
 #[tokio::test]

@@ -308,3 +308,9 @@ impl TestApp {
         (created["id"].as_str().unwrap().to_owned(), created["key"].as_str().unwrap().to_owned())
     }
 }
+
+/// Asserts that an answer is the JSON error `code` with `status`.
+pub fn assert_error(answer: (StatusCode, Value), status: u16, code: &str) {
+    let (got, body) = answer;
+    assert_eq!((got.as_u16(), error_code(&body)), (status, code), "{body}");
+}

@@ -2,7 +2,9 @@
 //! limits, usage credits, owners and metadata, IP allowlists. Time is moved with the
 //! injectable clock, never slept.
 
-use crate::helpers::{error_code, eventually, spawn_app, spawn_app_with, spawn_app_with_sites, Options, TestApp};
+use crate::helpers::{
+    assert_error, error_code, eventually, spawn_app, spawn_app_with, spawn_app_with_sites, Options, TestApp,
+};
 use latchkey_server::config::TrustedProxies;
 use latchkey_server::ServerConfig;
 use reqwest::{Method, StatusCode};
@@ -48,8 +50,7 @@ async fn rotation_without_grace_replaces_the_key_at_once_and_links_both() {
     assert_eq!(new["rotated_from"], old_id);
     assert_eq!(verify(&app, json!({ "key": new["key"] })).await["code"], "valid");
     assert_eq!(verify(&app, json!({ "key": old["key"] })).await["code"], "key_expired");
-    let (status, body) = app.get("/api/v1/whoami", old["key"].as_str().unwrap()).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (401, "key_expired"));
+    assert_error(app.get("/api/v1/whoami", old["key"].as_str().unwrap()).await, 401, "key_expired");
     let (_, shown) = app.get(&format!("/api/v1/keys/{old_id}"), &app.master_key).await;
     assert_eq!(shown["rotated_to"], new["id"]);
     assert_eq!(shown["status"], "expired");
@@ -71,8 +72,11 @@ async fn rotation_with_grace_keeps_the_old_key_until_the_grace_ends() {
     app.advance_clock(chrono::Duration::seconds(1));
     assert_eq!(verify(&app, json!({ "key": old["key"] })).await["code"], "key_expired");
     assert_eq!(verify(&app, json!({ "key": new["key"] })).await["code"], "valid");
-    let (status, body) = rotate(&app, old["id"].as_str().unwrap(), Some(json!({ "grace_seconds": 2_592_001 }))).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    assert_error(
+        rotate(&app, old["id"].as_str().unwrap(), Some(json!({ "grace_seconds": 2_592_001 }))).await,
+        422,
+        "validation_failed",
+    );
 }
 
 #[tokio::test]
@@ -80,8 +84,7 @@ async fn a_blocked_key_cannot_be_rotated() {
     let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let (id, _) = app.create_key("read", Some(&site)).await;
     app.block(&id).await;
-    let (status, body) = rotate(&app, &id, None).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (409, "conflict"));
+    assert_error(rotate(&app, &id, None).await, 409, "conflict");
 }
 
 #[tokio::test]
@@ -153,11 +156,9 @@ async fn keys_carry_an_owner_and_metadata_through_verification_and_listing() {
     assert_eq!(forward.headers()["x-latchkey-owner"], "customer-7");
     let too_big =
         json!({ "name": "c", "permission": "read", "site_id": site, "metadata": { "blob": "x".repeat(5000) } });
-    let (status, body) = app.post("/api/v1/keys", &app.master_key, too_big).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    assert_error(app.post("/api/v1/keys", &app.master_key, too_big).await, 422, "validation_failed");
     let not_object = json!({ "name": "c", "permission": "read", "site_id": site, "metadata": [1, 2] });
-    let (status, body) = app.post("/api/v1/keys", &app.master_key, not_object).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    assert_error(app.post("/api/v1/keys", &app.master_key, not_object).await, 422, "validation_failed");
     let path = format!("/api/v1/keys/{}", mine["id"].as_str().unwrap());
     app.call(Method::PATCH, &path, Some(&app.master_key), Some(json!({ "owner_id": "customer-9" }))).await;
     let (_, audit) = app
@@ -229,8 +230,7 @@ async fn stale_keys_are_listed_by_days_without_use() {
     verify(&app, json!({ "key": old })).await;
     let fresh_again = eventually(Duration::from_secs(5), || async { stale_ids().await.is_empty() }).await;
     assert!(fresh_again, "a use takes the key off the stale list");
-    let (status, body) = app.get("/api/v1/keys?unused_for_days=0", &app.master_key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    assert_error(app.get("/api/v1/keys?unused_for_days=0", &app.master_key).await, 422, "validation_failed");
 }
 
 #[tokio::test]
@@ -280,8 +280,7 @@ async fn ip_allowlists_admit_listed_ipv4_and_ipv6_clients_only() {
         "the caller 127.0.0.1 is not listed"
     );
     let bad = json!({ "name": "x", "permission": "read", "site_id": site, "ip_allowlist": ["10.0.0.0/33"] });
-    let (status, body) = app.post("/api/v1/keys", &app.master_key, bad).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    assert_error(app.post("/api/v1/keys", &app.master_key, bad).await, 422, "validation_failed");
     let forward = forward_auth(&app, key.as_str().unwrap()).await;
     assert_eq!(forward.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(&forward.json().await.unwrap()), "ip_not_allowed");

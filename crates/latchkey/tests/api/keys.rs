@@ -1,6 +1,6 @@
 //! The Forja seed's API Keys page, step by step, over HTTP.
 
-use crate::helpers::{error_code, spawn_app, spawn_app_with, spawn_app_with_sites, Options};
+use crate::helpers::{assert_error, error_code, spawn_app, spawn_app_with, spawn_app_with_sites, Options};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -29,8 +29,7 @@ async fn a_blocked_key_is_refused_at_once_and_works_again_after_unblock() {
     let (id, key) = app.create_key("read", Some(&site)).await;
     assert_eq!(app.get("/api/v1/sites", &key).await.0, StatusCode::OK);
     app.block(&id).await;
-    let (status, body) = app.get("/api/v1/sites", &key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (401, "key_blocked"));
+    assert_error(app.get("/api/v1/sites", &key).await, 401, "key_blocked");
     let (_, listed) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
     assert_eq!(listed["status"], "blocked");
     let (status, _) = app.post(&format!("/api/v1/keys/{id}/unblock"), &app.master_key, json!({})).await;
@@ -45,10 +44,8 @@ async fn a_deleted_key_is_refused_and_gone() {
     assert_eq!(app.get("/api/v1/whoami", &key).await.0, StatusCode::OK);
     let (status, _) = app.call(Method::DELETE, &format!("/api/v1/keys/{id}"), Some(&app.master_key), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = app.get("/api/v1/whoami", &key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (401, "invalid_api_key"));
-    let (status, body) = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
+    assert_error(app.get("/api/v1/whoami", &key).await, 401, "invalid_api_key");
+    assert_error(app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await, 404, "not_found");
 }
 
 #[tokio::test]
@@ -58,8 +55,7 @@ async fn deleting_a_site_stops_its_keys_at_once() {
     assert_eq!(app.get("/api/v1/keys", &key).await.0, StatusCode::OK);
     let (status, _) = app.call(Method::DELETE, &format!("/api/v1/sites/{site}"), Some(&app.master_key), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = app.get("/api/v1/keys", &key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (401, "invalid_api_key"));
+    assert_error(app.get("/api/v1/keys", &key).await, 401, "invalid_api_key");
 }
 
 #[tokio::test]
@@ -115,8 +111,7 @@ async fn an_expired_key_is_refused_from_its_expiry_second() {
     app.advance_clock(chrono::Duration::seconds(59));
     assert_eq!(app.get("/api/v1/whoami", &key).await.0, StatusCode::OK);
     app.advance_clock(chrono::Duration::seconds(1));
-    let (status, body) = app.get("/api/v1/whoami", &key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (401, "key_expired"));
+    assert_error(app.get("/api/v1/whoami", &key).await, 401, "key_expired");
     let (_, listed) = app.get(&format!("/api/v1/keys?site={site}"), &app.master_key).await;
     assert_eq!(listed["data"][0]["status"], "expired");
 }

@@ -1,6 +1,6 @@
 //! Sites: create, read, rename, delete; visibility per key.
 
-use crate::helpers::{error_code, spawn_app_with_sites};
+use crate::helpers::{assert_error, spawn_app_with_sites};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -16,8 +16,7 @@ async fn a_master_creates_renames_and_deletes_a_site() {
     assert_eq!(listed["data"][0]["name"], "News");
     let (status, _) = app.call(Method::DELETE, &format!("/api/v1/sites/{id}"), Some(&app.master_key), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = app.get(&format!("/api/v1/sites/{id}"), &app.master_key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (404, "not_found"));
+    assert_error(app.get(&format!("/api/v1/sites/{id}"), &app.master_key).await, 404, "not_found");
 }
 
 #[tokio::test]
@@ -28,6 +27,5 @@ async fn a_read_key_sees_only_its_own_site_as_in_the_seeds_curl_example() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"].as_array().unwrap().len(), 1);
     assert_eq!(body["data"][0]["id"], own.as_str());
-    let (status, body) = app.get(&format!("/api/v1/sites/{other}"), &read).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (403, "insufficient_permission"));
+    assert_error(app.get(&format!("/api/v1/sites/{other}"), &read).await, 403, "insufficient_permission");
 }

@@ -1,7 +1,9 @@
 //! `POST /verify` and `GET /auth`: codes, metadata, instant revocation under load, and
 //! throttling of failures.
 
-use crate::helpers::{error_code, eventually, spawn_app, spawn_app_with, spawn_app_with_sites, Options, TestApp};
+use crate::helpers::{
+    assert_error, error_code, eventually, spawn_app, spawn_app_with, spawn_app_with_sites, Options, TestApp,
+};
 use latchkey_server::config::TrustedProxies;
 use latchkey_server::throttle::ThrottleConfig;
 use latchkey_server::ServerConfig;
@@ -107,8 +109,11 @@ async fn verification_counts_as_a_use_of_the_key() {
 #[tokio::test]
 async fn verify_rejects_bad_requests_with_json_errors() {
     let app = spawn_app().await;
-    let (status, body) = app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(json!({ "kee": "x" }))).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    assert_error(
+        app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(json!({ "kee": "x" }))).await,
+        422,
+        "validation_failed",
+    );
     let (status, body) =
         app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(json!({ "key": "x", "permission": "god" }))).await;
     assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
@@ -302,6 +307,5 @@ async fn usage_counts_allowed_and_refused_requests_per_day() {
     assert_eq!(usage["days"][29]["date"], chrono::Utc::now().format("%Y-%m-%d").to_string());
     let (_, week) = app.get(&format!("{path}?days=7"), &app.master_key).await;
     assert_eq!(week["days"].as_array().unwrap().len(), 7);
-    let (status, body) = app.get(&format!("{path}?days=91"), &app.master_key).await;
-    assert_eq!((status.as_u16(), error_code(&body)), (422, "validation_failed"));
+    assert_error(app.get(&format!("{path}?days=91"), &app.master_key).await, 422, "validation_failed");
 }
