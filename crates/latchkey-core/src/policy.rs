@@ -146,10 +146,20 @@ impl Requirement {
         Self { permission: Some(permission), ..Self::default() }
     }
 
-    /// Signing in to the dashboard: the Forja seed lets only Admin and Master view and
-    /// manage keys, so only they may open the page that does it.
-    pub fn dashboard() -> Self {
+    /// Viewing and managing keys and the audit trail, through the API or the dashboard: the
+    /// Forja seed lets only Admin and Master do it.
+    pub fn manages_keys() -> Self {
         Self::at_least(Permission::Admin)
+    }
+
+    /// Signing in to the dashboard, the page that manages keys.
+    pub fn dashboard() -> Self {
+        Self::manages_keys()
+    }
+
+    /// Creating, renaming and deleting sites: Master only (the seed's system-wide level).
+    pub fn manages_sites() -> Self {
+        Self::at_least(Permission::Master)
     }
 
     /// Checks site first (a key of another site learns nothing else), then level, then scopes.

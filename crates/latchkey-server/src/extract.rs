@@ -8,9 +8,10 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use latchkey_core::{Actor, Caller};
+use latchkey_core::{Actor, Caller, Requirement};
 use latchkey_service::{Check, Presented, VerifiedKey};
 use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -105,27 +106,61 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     }
 }
 
-/// The key making a management request, verified through the one verification entry
-/// (so allowlists, rate limits and counting apply as on every other path), and the
-/// `Caller` that the operations take.
-pub struct Authenticated {
-    pub key: Arc<VerifiedKey>,
-    pub caller: Caller,
+/// What a route demands of the calling key before its operation runs. Checked inside the
+/// one verification entry, so a key refused here is counted as refused in its usage.
+pub trait RouteNeeds: Send + Sync + 'static {
+    fn requirement() -> Requirement;
 }
 
-impl FromRequestParts<AppState> for Authenticated {
+/// Any valid key (`/sites`, `/whoami`).
+pub struct AnyKey;
+/// Admin or Master: the keys and the audit trail.
+pub struct KeyManager;
+/// Master: creating, renaming and deleting sites.
+pub struct SiteManager;
+
+impl RouteNeeds for AnyKey {
+    fn requirement() -> Requirement {
+        Requirement::default()
+    }
+}
+
+impl RouteNeeds for KeyManager {
+    fn requirement() -> Requirement {
+        Requirement::manages_keys()
+    }
+}
+
+impl RouteNeeds for SiteManager {
+    fn requirement() -> Requirement {
+        Requirement::manages_sites()
+    }
+}
+
+/// The key making a management request, verified through the one verification entry
+/// against what the route needs (so allowlists, rate limits and counting apply as on every
+/// other path), and the `Caller` that the operations take. The operation still asks the
+/// policy about its target (another site, a Master key).
+pub struct Authenticated<Needs: RouteNeeds = AnyKey> {
+    pub key: Arc<VerifiedKey>,
+    pub caller: Caller,
+    needs: PhantomData<Needs>,
+}
+
+impl<Needs: RouteNeeds> FromRequestParts<AppState> for Authenticated<Needs> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let presented = presented_key(&parts.headers);
         let ip = client_ip(parts, state);
-        let key = state.service.verify(presented, &Check::any_valid_key(ip)).await?.allowed()?;
+        let check = Check::any_valid_key(ip).requiring(Needs::requirement());
+        let key = state.service.verify(presented, &check).await?.allowed()?;
         let actor = Actor {
             key_id: Some(key.id()),
             key_prefix: presented.display_prefix(),
             source_ip: ip.map(|ip| ip.to_string()),
         };
         let caller = key.caller(actor);
-        Ok(Authenticated { key, caller })
+        Ok(Authenticated { key, caller, needs: PhantomData })
     }
 }

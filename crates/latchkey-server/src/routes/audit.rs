@@ -1,7 +1,7 @@
 //! The audit trail: every change to a key or site, newest first.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiQuery, Authenticated};
+use crate::extract::{ApiQuery, Authenticated, KeyManager};
 use crate::routes::JsonResult;
 use crate::state::AppState;
 use axum::extract::State;
@@ -76,10 +76,9 @@ pub struct AuditQuery {
     security(("api_key" = [])))]
 pub async fn list_audit(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<KeyManager>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> JsonResult<AuditList> {
-    auth.caller.may_manage_keys()?;
     let filter = latchkey_service::audit::AuditQuery {
         site: query.site.as_deref().map(parse_site_filter).transpose()?,
         key: match query.key.as_deref() {

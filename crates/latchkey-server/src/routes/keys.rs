@@ -1,7 +1,7 @@
 //! Keys: the Forja seed's API Keys page as an API, plus `whoami`.
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::extract::{ApiJson, ApiQuery, Authenticated};
+use crate::extract::{ApiJson, ApiQuery, Authenticated, KeyManager};
 use crate::routes::key_options::{
     parse_credits, parse_ip_allowlist, parse_metadata, parse_owner, parse_ratelimit, CreditsBody, KeyOptionsView,
     RateLimitBody,
@@ -181,10 +181,9 @@ fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
     security(("api_key" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<KeyManager>,
     ApiQuery(query): ApiQuery<KeyListQuery>,
 ) -> JsonResult<KeyList> {
-    auth.caller.may_manage_keys()?;
     let site = query.site.as_deref().map(parse_site_filter).transpose()?;
     let filter = KeyQuery { site, owner_id: query.owner_id, unused_for_days: query.unused_for_days };
     let page = PageRequest { cursor: query.cursor, limit: query.limit };
@@ -203,10 +202,9 @@ pub async fn list_keys(
     security(("api_key" = [])))]
 pub async fn create_key(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<KeyManager>,
     ApiJson(body): ApiJson<CreateKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    auth.caller.may_manage_keys()?;
     let now = state.clock.now();
     let spec = NewKey {
         name: KeyName::parse(&body.name)?,
@@ -233,7 +231,11 @@ pub async fn create_key(
 #[utoipa::path(get, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn get_key(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<KeyView> {
+pub async fn get_key(
+    State(state): State<AppState>,
+    auth: Authenticated<KeyManager>,
+    Path(id): IdPath,
+) -> JsonResult<KeyView> {
     let key = state.service.keys().get(&auth.caller, &id).await?;
     Ok(Json(KeyView::of(&key, state.clock.now())))
 }
@@ -277,7 +279,7 @@ impl UpdateKeyBody {
     security(("api_key" = [])))]
 pub async fn update_key(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<KeyManager>,
     Path(id): IdPath,
     ApiJson(body): ApiJson<UpdateKeyBody>,
 ) -> JsonResult<KeyView> {
@@ -290,7 +292,11 @@ pub async fn update_key(
 #[utoipa::path(post, path = "/keys/{id}/block", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn block_key(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<KeyView> {
+pub async fn block_key(
+    State(state): State<AppState>,
+    auth: Authenticated<KeyManager>,
+    Path(id): IdPath,
+) -> JsonResult<KeyView> {
     let blocked = state.service.keys().block(&auth.caller, &id).await?;
     Ok(Json(KeyView::of(&blocked, state.clock.now())))
 }
@@ -298,7 +304,11 @@ pub async fn block_key(State(state): State<AppState>, auth: Authenticated, Path(
 #[utoipa::path(post, path = "/keys/{id}/unblock", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn unblock_key(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<KeyView> {
+pub async fn unblock_key(
+    State(state): State<AppState>,
+    auth: Authenticated<KeyManager>,
+    Path(id): IdPath,
+) -> JsonResult<KeyView> {
     let unblocked = state.service.keys().unblock(&auth.caller, &id).await?;
     Ok(Json(KeyView::of(&unblocked, state.clock.now())))
 }
@@ -309,7 +319,7 @@ pub async fn unblock_key(State(state): State<AppState>, auth: Authenticated, Pat
     security(("api_key" = [])))]
 pub async fn delete_key(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<KeyManager>,
     Path(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     state.service.keys().delete(&auth.caller, &id).await?;
@@ -361,7 +371,7 @@ pub struct UsageQuery {
     security(("api_key" = [])))]
 pub async fn key_usage(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<KeyManager>,
     Path(id): IdPath,
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> JsonResult<KeyUsage> {
@@ -386,7 +396,7 @@ pub struct RotateBody {
     security(("api_key" = [])))]
 pub async fn rotate_key(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<KeyManager>,
     Path(id): IdPath,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {

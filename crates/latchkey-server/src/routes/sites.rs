@@ -1,7 +1,7 @@
 //! Sites: the Forja seed's unit that keys belong to.
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Authenticated};
+use crate::extract::{ApiJson, ApiQuery, Authenticated, SiteManager};
 use crate::routes::{IdPath, JsonResult};
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -67,10 +67,9 @@ pub async fn list_sites(
     security(("api_key" = [])))]
 pub async fn create_site(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<SiteManager>,
     ApiJson(body): ApiJson<SiteBody>,
 ) -> Result<(StatusCode, Json<SiteView>), ApiError> {
-    auth.caller.may_manage_sites()?;
     let site = state.service.sites().create(&auth.caller, SiteName::parse(&body.name)?).await?;
     Ok((StatusCode::CREATED, Json(site.into())))
 }
@@ -87,11 +86,10 @@ pub async fn get_site(State(state): State<AppState>, auth: Authenticated, Path(i
     security(("api_key" = [])))]
 pub async fn update_site(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<SiteManager>,
     Path(id): IdPath,
     ApiJson(body): ApiJson<SiteBody>,
 ) -> JsonResult<SiteView> {
-    auth.caller.may_manage_sites()?;
     let site = state.service.sites().rename(&auth.caller, &id, SiteName::parse(&body.name)?).await?;
     Ok(Json(site.into()))
 }
@@ -102,7 +100,7 @@ pub async fn update_site(
     security(("api_key" = [])))]
 pub async fn delete_site(
     State(state): State<AppState>,
-    auth: Authenticated,
+    auth: Authenticated<SiteManager>,
     Path(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     state.service.sites().delete(&auth.caller, &id).await?;

@@ -309,3 +309,20 @@ async fn usage_counts_allowed_and_refused_requests_per_day() {
     assert_eq!(week["days"].as_array().unwrap().len(), 7);
     assert_error(app.get(&format!("{path}?days=91"), &app.master_key).await, 422, "validation_failed");
 }
+
+#[tokio::test]
+async fn a_management_call_refused_for_the_keys_level_counts_as_refused() {
+    let (app, [site]) = spawn_app_with_sites(["a"]).await;
+    let (id, key) = app.create_key("read", Some(&site)).await;
+    for _ in 0..2 {
+        assert_error(app.get("/api/v1/keys", &key).await, 403, "insufficient_permission");
+    }
+    assert_eq!(app.get("/api/v1/sites", &key).await.0, StatusCode::OK);
+    let path = format!("/api/v1/keys/{id}/usage?days=1");
+    let counted = eventually(Duration::from_secs(5), || async {
+        let (_, usage) = app.get(&path, &app.master_key).await;
+        usage["days"][0]["allowed"] == 1 && usage["days"][0]["refused"] == 2
+    })
+    .await;
+    assert!(counted, "{}", app.get(&path, &app.master_key).await.1);
+}
