@@ -38,10 +38,15 @@ pub struct OwnerId(String);
 impl OwnerId {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let chars = raw.chars().count();
-        if chars == 0 || chars > MAX_OWNER_CHARS || raw.chars().any(char::is_control) {
+        // Shown on the dashboard and matched exactly: no control, text-direction or
+        // zero-width characters, which would make two owners look alike.
+        let hidden = |c: char| c.is_control() || crate::values::is_invisible_format_char(c);
+        if chars == 0 || chars > MAX_OWNER_CHARS || raw.chars().any(hidden) {
             return Err(InvalidValue {
                 field: "owner_id",
-                message: format!("must be 1 to {MAX_OWNER_CHARS} characters without control characters"),
+                message: format!(
+                    "must be 1 to {MAX_OWNER_CHARS} characters without control, text-direction or zero-width characters"
+                ),
             });
         }
         Ok(Self(raw.to_owned()))
@@ -222,6 +227,14 @@ impl Credits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_ids_refuse_characters_that_hide_what_they_say() {
+        assert!(OwnerId::parse("customer-42").is_ok());
+        for sneaky in ["cust\u{200B}omer", "a\u{202E}b", "a\u{0007}b", ""] {
+            assert!(OwnerId::parse(sneaky).is_err(), "{sneaky:?}");
+        }
+    }
 
     #[test]
     fn allowlists_match_ipv4_and_ipv6_networks() {
