@@ -97,12 +97,6 @@ impl Refusal {
             _ => None,
         }
     }
-
-    /// True for the refusals about the key itself (it is unusable), as opposed to a
-    /// usable key that may not make this particular request.
-    pub fn key_is_unusable(self) -> bool {
-        matches!(self, Refusal::MissingKey | Refusal::InvalidKey | Refusal::Blocked | Refusal::Expired)
-    }
 }
 
 impl From<Unmet> for Refusal {

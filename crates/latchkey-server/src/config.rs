@@ -3,57 +3,32 @@
 
 pub use crate::connections::ConnectionLimits;
 use axum::http::HeaderMap;
-use latchkey_core::{IpNetwork, KeyFormat};
-use latchkey_service::{ServiceConfig, ThrottleConfig};
+use latchkey_core::IpNetwork;
+use latchkey_service::ServiceConfig;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    pub key_format: KeyFormat,
+    /// What the operations and the verification cache need: key format, cache size and
+    /// staleness, failure throttling.
+    pub service: ServiceConfig,
     pub trusted_proxies: TrustedProxies,
-    /// How many verified keys stay in memory.
-    pub cache_capacity: usize,
-    /// The longest a cached answer is served before it is re-read from the store.
-    /// `None`: the engine's default — 5 s on a database shared by several instances
-    /// (PostgreSQL), unbounded on SQLite, where every change goes through this process.
-    pub cache_max_staleness: Option<Duration>,
-    /// How long an unknown key is remembered as unknown (flood protection for the store).
-    pub negative_cache_ttl: Duration,
-    /// How often last-used times are written to the store.
+    /// How often last-used times and usage counts are written to the store.
     pub last_used_flush_interval: Duration,
-    /// Throttling of repeated failed verifications per client address.
-    pub failure_throttle: ThrottleConfig,
     /// A dashboard session ends after this long without a request.
     pub session_idle_timeout: Duration,
     /// How many connections at once, and how long a client may take to send headers.
     pub connections: ConnectionLimits,
 }
 
-impl ServerConfig {
-    /// The part of the configuration that the operations need.
-    pub fn service_config(&self) -> ServiceConfig {
-        ServiceConfig {
-            key_format: self.key_format.clone(),
-            cache_capacity: self.cache_capacity,
-            cache_max_staleness: self.cache_max_staleness,
-            negative_cache_ttl: self.negative_cache_ttl,
-            failure_throttle: self.failure_throttle,
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            key_format: KeyFormat::default(),
+            service: ServiceConfig::default(),
             trusted_proxies: TrustedProxies::default(),
-            cache_capacity: 1_000_000,
-            cache_max_staleness: None,
-            negative_cache_ttl: Duration::from_secs(2),
             last_used_flush_interval: Duration::from_secs(1),
-            failure_throttle: ThrottleConfig::default(),
             session_idle_timeout: Duration::from_secs(12 * 3600),
             connections: ConnectionLimits::default(),
         }

@@ -17,7 +17,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: SharedStore, config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
-        let service = Service::new(store, config.service_config(), clock.clone());
+        let service = Service::new(store, config.service.clone(), clock.clone());
         let sessions = Arc::new(SessionStore::new(config.session_idle_timeout, clock.clone()));
         Self { service, clock, config: Arc::new(config), sessions }
     }

@@ -123,10 +123,6 @@ impl Service {
         self.clock.now()
     }
 
-    pub fn clock(&self) -> Arc<dyn Clock> {
-        self.clock.clone()
-    }
-
     /// What an operator must know about this instance now, in plain words; empty when all
     /// is well. (`/healthz` shows it.)
     pub fn warnings(&self) -> Vec<&'static str> {

@@ -114,15 +114,15 @@ impl Service {
         let now = self.clock.now();
         let hash = match presented {
             Presented::Nothing => return Ok(Verdict::refused(Refusal::MissingKey, None)),
-            Presented::Ambiguous => return Ok(self.unknown_key(check)),
+            Presented::Ambiguous => return Ok(self.unknown_key(check, now)),
             Presented::Hash(hash) => *hash,
             Presented::Key(raw) => match ParsedKey::parse(raw) {
                 Ok(parsed) => parsed.hash(),
-                Err(_) => return Ok(self.unknown_key(check)),
+                Err(_) => return Ok(self.unknown_key(check, now)),
             },
         };
         let Some(key) = self.cache.key(hash, now).await? else {
-            return Ok(self.unknown_key(check));
+            return Ok(self.unknown_key(check, now));
         };
         let verdict = match key.state_at(now) {
             latchkey_core::KeyState::Blocked => Verdict::refused(Refusal::Blocked, Some(&key)),
@@ -167,8 +167,8 @@ impl Service {
 
     /// Only unknown keys count towards throttling: they are what guessing produces, while
     /// a blocked or expired key is a real key a service may legitimately keep seeing.
-    fn unknown_key(&self, check: &Check) -> Verdict {
-        let refusal = match self.throttle.record_failure(check.throttle_ip, self.clock.now().timestamp()) {
+    fn unknown_key(&self, check: &Check, now: chrono::DateTime<chrono::Utc>) -> Verdict {
+        let refusal = match self.throttle.record_failure(check.throttle_ip, now.timestamp()) {
             Some(retry_after_seconds) => Refusal::Throttled { retry_after_seconds },
             None => Refusal::InvalidKey,
         };

@@ -8,6 +8,7 @@ use latchkey_server::config::{ConnectionLimits, TrustedProxies};
 use latchkey_server::state::AppState;
 use latchkey_server::throttle::ThrottleConfig;
 use latchkey_server::{ServerConfig, SystemClock};
+use latchkey_service::ServiceConfig;
 use latchkey_store::SharedStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,11 +150,14 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
-        key_format: args.database.key_format()?,
+        service: ServiceConfig {
+            key_format: args.database.key_format()?,
+            cache_capacity: args.cache_capacity,
+            cache_max_staleness: args.cache_max_staleness.map(Duration::from_secs_f64),
+            failure_throttle: ThrottleConfig { max_failures: args.failure_limit, window_seconds: args.failure_window },
+            ..ServiceConfig::default()
+        },
         trusted_proxies: args.trust_proxy.parse::<TrustedProxies>().map_err(anyhow::Error::msg)?,
-        cache_capacity: args.cache_capacity,
-        cache_max_staleness: args.cache_max_staleness.map(Duration::from_secs_f64),
-        failure_throttle: ThrottleConfig { max_failures: args.failure_limit, window_seconds: args.failure_window },
         connections: ConnectionLimits {
             max_connections: args.max_connections,
             header_read_timeout: Duration::try_from_secs_f64(args.header_timeout)
@@ -181,7 +185,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn bootstrap(args: DatabaseArgs) -> anyhow::Result<()> {
     let state = AppState::new(
         args.open().await?,
-        ServerConfig { key_format: args.key_format()?, ..Default::default() },
+        ServerConfig {
+            service: ServiceConfig { key_format: args.key_format()?, ..Default::default() },
+            ..Default::default()
+        },
         Arc::new(SystemClock),
     );
     let key = state.service.issue_bootstrap_key().await?;

@@ -200,24 +200,20 @@ fn original_method<'a>(
     only: Option<&'static str>,
     own: &'a Method,
 ) -> Result<&'a str, ApiError> {
-    let read = |name: &str| -> Result<Option<&'a str>, ApiError> {
+    let mut method = None;
+    for name in METHOD_HEADERS.into_iter().filter(|name| only.is_none_or(|only| only == *name)) {
         let mut values = headers.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (None, _) => Ok(None),
-            (Some(value), None) => value.to_str().map(Some).map_err(|_| conflicting_method("is not text")),
-            (Some(_), Some(_)) => Err(conflicting_method("is sent twice")),
+        let value = match (values.next(), values.next()) {
+            (None, _) => continue,
+            (Some(_), Some(_)) => return Err(conflicting_method("is sent twice")),
+            (Some(value), None) => value.to_str().map_err(|_| conflicting_method("is not text"))?,
+        };
+        if method.is_some_and(|seen| seen != value) {
+            return Err(conflicting_method("headers disagree"));
         }
-    };
-    let candidates = match only {
-        Some(name) => vec![read(name)?],
-        None => METHOD_HEADERS.iter().map(|name| read(name)).collect::<Result<Vec<_>, _>>()?,
-    };
-    let mut present = candidates.into_iter().flatten();
-    let first = present.next();
-    if present.any(|other| Some(other) != first) {
-        return Err(conflicting_method("headers disagree"));
+        method = Some(value);
     }
-    Ok(first.unwrap_or(own.as_str()))
+    Ok(method.unwrap_or(own.as_str()))
 }
 
 fn conflicting_method(why: &str) -> ApiError {

@@ -48,6 +48,7 @@ async fn a_flood_of_guesses_is_throttled_while_a_real_client_elsewhere_is_served
     };
     let total = guesses();
     let reads_before_flood = app.state.service.store_reads();
+    let flood_started = chrono::Utc::now().timestamp();
     let flood: Vec<_> = (0..8)
         .map(|worker| {
             let (attacker, auth) = (attacker.clone(), auth.clone());
@@ -87,8 +88,10 @@ async fn a_flood_of_guesses_is_throttled_while_a_real_client_elsewhere_is_served
         "{total} guesses: {refused} answered 401, {throttled} throttled (429), {reads} store reads; \
          the real client on 127.0.0.2: p50 {p50:?}, p99 {p99:?}"
     );
-    // The failure limit is 60 a minute per address (mostly used up by the malformed keys).
-    assert!(refused <= 60, "at most the failure limit is answered 401: {refused}");
+    // The failure limit is 60 per address per minute-long window (mostly used up by the
+    // malformed keys); a flood that crosses into the next window may get 60 more.
+    let windows = chrono::Utc::now().timestamp() / 60 - flood_started / 60 + 1;
+    assert!(refused as i64 <= 60 * windows, "at most the failure limit per window is answered 401: {refused}");
     assert_eq!(refused + throttled, total);
     assert!(
         attacker.get(&auth).header("X-API-Key", &valid).send().await.unwrap().status() == 204,

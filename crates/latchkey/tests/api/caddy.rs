@@ -4,8 +4,8 @@
 
 use crate::helpers::{error_code, start_and_wait, ChildProcess, TestApp};
 use crate::nginx::{
-    allowed_only_from_ten, assert_identity_is_latchkeys, free_port, one_a_minute, spawn_app_behind_a_proxy,
-    start_upstream, FORGED_IDENTITY,
+    allowed_only_from_ten, assert_identity_is_latchkeys, behind_a_proxy_with_a_limited_key, free_port,
+    spawn_app_behind_a_proxy, start_upstream, FORGED_IDENTITY,
 };
 use reqwest::Method;
 use serde_json::Value;
@@ -93,9 +93,7 @@ async fn through_caddy_keys_are_checked_and_forged_headers_change_nothing() {
 
 #[tokio::test]
 async fn through_caddy_a_rate_limit_is_a_429_with_retry_after() {
-    let app = spawn_app_behind_a_proxy().await;
-    let site = app.create_site("protected").await;
-    let (_, limited) = app.create_key_from(one_a_minute(&site)).await;
+    let (app, site, limited) = behind_a_proxy_with_a_limited_key().await;
     let (_caddy, url, _seen, _dir) = caddy_in_front_of(&app, &site).await;
     let client = reqwest::Client::new();
     assert_eq!(client.get(&url).header("X-API-Key", &limited).send().await.unwrap().status(), 200);

@@ -197,10 +197,13 @@ async fn behind_a_trusted_https_proxy_the_session_cookie_is_secure_whatever_the_
 #[tokio::test]
 async fn repeated_failed_sign_ins_from_one_address_are_throttled() {
     let config = latchkey_server::ServerConfig {
-        failure_throttle: latchkey_server::throttle::ThrottleConfig { max_failures: 3, window_seconds: 60 },
+        service: latchkey_service::ServiceConfig {
+            failure_throttle: latchkey_server::throttle::ThrottleConfig { max_failures: 3, window_seconds: 60 },
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let app = crate::helpers::spawn_app_with(crate::helpers::Options { config, ..Default::default() }).await;
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options { config, manual_clock: true }).await;
     let guess = latchkey_core::KeyFormat::default().generate();
     let mut statuses = Vec::new();
     for _ in 0..5 {

@@ -123,6 +123,14 @@ pub fn one_a_minute(site: &str) -> Value {
     json!({ "name": "one a minute", "permission": "read", "site_id": site, "ratelimit": { "limit": 1, "window_seconds": 60 } })
 }
 
+/// Latchkey behind a proxy, a site, and a key of it allowed one request a minute.
+pub async fn behind_a_proxy_with_a_limited_key() -> (TestApp, String, String) {
+    let app = spawn_app_behind_a_proxy().await;
+    let site = app.create_site("protected").await;
+    let (_, limited) = app.create_key_from(one_a_minute(&site)).await;
+    (app, site, limited)
+}
+
 /// Latchkey as the shipped configs expect it: trusting the proxy on 127.0.0.1.
 pub async fn spawn_app_behind_a_proxy() -> TestApp {
     let config = ServerConfig { trusted_proxies: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() };
@@ -205,9 +213,7 @@ async fn through_nginx_forged_headers_change_nothing() {
 
 #[tokio::test]
 async fn through_nginx_refusals_keep_their_json_and_limits_are_a_real_429() {
-    let app = spawn_app_behind_a_proxy().await;
-    let site = app.create_site("protected").await;
-    let (_, limited) = app.create_key_from(one_a_minute(&site)).await;
+    let (app, site, limited) = behind_a_proxy_with_a_limited_key().await;
     let (_nginx, url, _seen, _dir) = nginx_in_front_of(&app, &site).await;
     let client = reqwest::Client::new();
 

@@ -223,7 +223,10 @@ async fn no_verification_that_starts_after_a_block_returns_succeeds() {
 
 fn throttled_config(trust_proxy: &str) -> ServerConfig {
     ServerConfig {
-        failure_throttle: ThrottleConfig { max_failures: 3, window_seconds: 60 },
+        service: latchkey_service::ServiceConfig {
+            failure_throttle: ThrottleConfig { max_failures: 3, window_seconds: 60 },
+            ..Default::default()
+        },
         trusted_proxies: trust_proxy.parse::<TrustedProxies>().unwrap(),
         ..ServerConfig::default()
     }
@@ -231,7 +234,7 @@ fn throttled_config(trust_proxy: &str) -> ServerConfig {
 
 #[tokio::test]
 async fn repeated_failures_from_one_address_get_429_but_valid_keys_still_pass() {
-    let app = spawn_app_with(Options { config: throttled_config(""), ..Options::default() }).await;
+    let app = spawn_app_with(Options { config: throttled_config(""), manual_clock: true }).await;
     let bad = latchkey_core::KeyFormat::default().generate();
     for _ in 0..3 {
         assert_eq!(verify(&app, json!({ "key": bad.expose() })).await["code"], "invalid_api_key");
@@ -266,14 +269,14 @@ async fn fail_from(app: &TestApp, forwarded_for: &str) -> StatusCode {
 
 #[tokio::test]
 async fn a_spoofed_forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
-    let app = spawn_app_with(Options { config: throttled_config(""), ..Options::default() }).await;
+    let app = spawn_app_with(Options { config: throttled_config(""), manual_clock: true }).await;
     let mut statuses = Vec::new();
     for i in 0..5 {
         statuses.push(fail_from(&app, &format!("203.0.113.{i}")).await);
     }
     assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "all counted against the socket address: {statuses:?}");
 
-    let behind_proxy = spawn_app_with(Options { config: throttled_config("127.0.0.1"), ..Options::default() }).await;
+    let behind_proxy = spawn_app_with(Options { config: throttled_config("127.0.0.1"), manual_clock: true }).await;
     for i in 0..5 {
         assert_eq!(
             fail_from(&behind_proxy, &format!("203.0.113.{i}")).await,
