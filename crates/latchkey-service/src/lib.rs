@@ -154,12 +154,13 @@ impl Service {
         self.throttle.prune(now.timestamp());
         self.leak_report_throttle.prune(now.timestamp());
         self.key_rate_limiter.prune(now.timestamp());
+        // Each write is tried even when another fails: a lost write is retried next time.
+        let last_used = self.cache.flush_last_used().await;
+        let usage = self.cache.flush_usage(now).await;
         // A Master key issued meanwhile by `latchkey bootstrap` (another process) ends the warning.
         if self.no_usable_master.load(Ordering::Relaxed) && self.store.has_usable_master(now).await? {
             self.no_usable_master.store(false, Ordering::Relaxed);
         }
-        let last_used = self.cache.flush_last_used().await;
-        let usage = self.cache.flush_usage(now).await;
         last_used?;
         usage?;
         Ok(())
