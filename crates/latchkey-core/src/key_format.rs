@@ -158,6 +158,38 @@ impl<'a> ParsedKey<'a> {
     }
 }
 
+/// How long a key issued by another system may be, for keys brought in by an import:
+/// any printable ASCII characters in this range.
+pub const IMPORTED_KEY_CHARS: std::ops::RangeInclusive<usize> = 16..=256;
+
+/// The hash to look a presented key up by, or why it cannot be a key at all.
+///
+/// A key in Latchkey's own shape (`<prefix>_` and 49 base62 characters) must pass its
+/// checksum, so a mistyped key costs no lookup. Anything else of 16 to 256 printable
+/// ASCII characters may be a key imported from another system (`ghp_…`, `sk_live_…`),
+/// which has no checksum to check: it is looked up by its SHA-256, and the negative cache
+/// and the failure throttle protect the store from guesses.
+pub fn lookup_hash(candidate: &str) -> Result<KeyHash, MalformedKey> {
+    if has_native_shape(candidate) {
+        return ParsedKey::parse(candidate).map(|parsed| parsed.hash());
+    }
+    if !IMPORTED_KEY_CHARS.contains(&candidate.len()) {
+        return Err(MalformedKey::BadLength);
+    }
+    if !candidate.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(MalformedKey::BadCharacter);
+    }
+    Ok(KeyHash::of(candidate))
+}
+
+fn has_native_shape(candidate: &str) -> bool {
+    candidate.rsplit_once('_').is_some_and(|(prefix, rest)| {
+        is_valid_prefix(prefix)
+            && rest.len() == SECRET_CHARS + CHECKSUM_CHARS
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 /// SHA-256 of a full key: the only form in which a key is stored.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyHash(pub [u8; 32]);
@@ -252,6 +284,21 @@ mod tests {
         assert_eq!(ParsedKey::parse(&text[..text.len() - 1]).unwrap_err(), MalformedKey::BadLength);
         assert!(ParsedKey::parse("").is_err());
         assert!(ParsedKey::parse("not a key").is_err());
+    }
+
+    #[test]
+    fn a_mistyped_native_key_is_refused_before_any_lookup_but_a_foreign_key_is_looked_up() {
+        let key = KeyFormat::default().generate();
+        assert_eq!(lookup_hash(key.expose()), Ok(key.hash()));
+        let mut mistyped = key.expose().as_bytes().to_vec();
+        mistyped[10] = if mistyped[10] == b'a' { b'b' } else { b'a' };
+        assert_eq!(lookup_hash(std::str::from_utf8(&mistyped).unwrap()), Err(MalformedKey::BadChecksum));
+        let github_style = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+        assert_eq!(lookup_hash(github_style), Ok(KeyHash::of(github_style)));
+        assert_eq!(lookup_hash("short_key"), Err(MalformedKey::BadLength));
+        assert_eq!(lookup_hash(&"x".repeat(257)), Err(MalformedKey::BadLength));
+        assert_eq!(lookup_hash("sixteen\tcharacters"), Err(MalformedKey::BadCharacter));
+        assert_eq!(lookup_hash("sixteen-characters-é"), Err(MalformedKey::BadCharacter));
     }
 
     #[test]

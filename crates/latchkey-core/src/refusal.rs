@@ -2,6 +2,7 @@
 //! key (management API, verify, forward-auth, dashboard, CLI, middleware), so that the
 //! `code` a service reads from `/verify` is the same word the error table uses.
 
+use crate::options::RateLimit;
 use crate::policy::Unmet;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,12 +21,14 @@ pub enum Refusal {
     /// The key is over its own rate limit.
     RateLimited {
         retry_after_seconds: u64,
+        limit: RateLimit,
     },
     /// The key has no usage credits left.
     UsageExceeded,
     /// Too many unknown keys from this client address: guessing is slowed down.
     Throttled {
         retry_after_seconds: u64,
+        limit: RateLimit,
     },
 }
 
@@ -40,9 +43,9 @@ impl Refusal {
         Refusal::InsufficientPermission,
         Refusal::MissingScope,
         Refusal::WrongSite,
-        Refusal::RateLimited { retry_after_seconds: 1 },
+        Refusal::RateLimited { retry_after_seconds: 1, limit: RateLimit { limit: 1, window_seconds: 1 } },
         Refusal::UsageExceeded,
-        Refusal::Throttled { retry_after_seconds: 1 },
+        Refusal::Throttled { retry_after_seconds: 1, limit: RateLimit { limit: 1, window_seconds: 1 } },
     ];
 
     /// The stable machine name, shared by `/verify`'s `code` and the error body's `code`.
@@ -90,9 +93,15 @@ impl Refusal {
     }
 
     pub fn retry_after_seconds(self) -> Option<u64> {
+        self.exceeded_limit().map(|(retry_after_seconds, _)| retry_after_seconds)
+    }
+
+    /// For the limits: when a request may succeed again, and the limit that was reached
+    /// (what the `RateLimit-Policy` header describes).
+    pub fn exceeded_limit(self) -> Option<(u64, RateLimit)> {
         match self {
-            Refusal::RateLimited { retry_after_seconds } | Refusal::Throttled { retry_after_seconds } => {
-                Some(retry_after_seconds)
+            Refusal::RateLimited { retry_after_seconds, limit } | Refusal::Throttled { retry_after_seconds, limit } => {
+                Some((retry_after_seconds, limit))
             }
             _ => None,
         }

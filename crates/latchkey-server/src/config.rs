@@ -17,6 +17,9 @@ pub struct ServerConfig {
     pub trusted_proxies: TrustedProxies,
     /// How often last-used times and usage counts are written to the store.
     pub last_used_flush_interval: Duration,
+    /// Whether `GET /metrics` is served with the API (else only where [`crate::serve_metrics`]
+    /// serves it, e.g. on an address that only the monitoring network reaches).
+    pub metrics_on_api_listener: bool,
     /// A dashboard session ends after this long without a request.
     pub session_idle_timeout: Duration,
     /// How many connections at once, and how long a client may take to send headers.
@@ -29,6 +32,7 @@ impl Default for ServerConfig {
             service: ServiceConfig::default(),
             trusted_proxies: TrustedProxies::default(),
             last_used_flush_interval: Duration::from_secs(1),
+            metrics_on_api_listener: true,
             session_idle_timeout: Duration::from_secs(12 * 3600),
             connections: ConnectionLimits::default(),
         }

@@ -77,6 +77,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub retry_after_seconds: Option<u64>,
+    /// For refusals by a limit: the limit, for the `RateLimit-Policy` and `RateLimit`
+    /// fields (draft-ietf-httpapi-ratelimit-headers), named `key` or `failures`.
+    pub exceeded_limit: Option<(&'static str, latchkey_core::RateLimit)>,
 }
 
 /// The JSON body of every error response.
@@ -96,7 +99,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: redact_keys(&message.into()), retry_after_seconds: None }
+        Self { code, message: redact_keys(&message.into()), retry_after_seconds: None, exceeded_limit: None }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -121,7 +124,17 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: self.message } };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after_seconds {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            if let Some((policy, limit)) = self.exceeded_limit {
+                let policy_field = format!("\"{policy}\";q={};w={}", limit.limit, limit.window_seconds);
+                let standing = format!("\"{policy}\";r=0;t={seconds}");
+                for (name, value) in [("ratelimit-policy", policy_field), ("ratelimit", standing)] {
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        headers.insert(header::HeaderName::from_static(name), value);
+                    }
+                }
+            }
         }
         response
     }
@@ -183,6 +196,10 @@ impl From<Refusal> for ApiError {
         debug_assert_eq!(code.describe().0, refusal.code(), "one vocabulary for refusals");
         let mut error = ApiError::new(code, refusal.message());
         error.retry_after_seconds = refusal.retry_after_seconds();
+        error.exceeded_limit = refusal.exceeded_limit().map(|(_, limit)| {
+            let policy = if matches!(refusal, Refusal::Throttled { .. }) { "failures" } else { "key" };
+            (policy, limit)
+        });
         error
     }
 }

@@ -8,6 +8,8 @@ pub mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod observe;
+mod openapi;
 pub mod response_guards;
 pub mod routes;
 pub mod state;
@@ -18,7 +20,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::Json;
 use std::future::Future;
 use tokio::net::TcpListener;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,24 +29,6 @@ pub use latchkey_service::{clock, throttle, Clock, ManualClock, SystemClock};
 
 /// Request bodies above this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Latchkey", description = "Self-hosted API key management: sites, keys, verification."),
-    modifiers(&ApiKeySecurity),
-    components(schemas(error::ErrorBody))
-)]
-struct ApiDoc;
-
-struct ApiKeySecurity;
-
-impl utoipa::Modify for ApiKeySecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components
-            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
-    }
-}
 
 /// Every route with its OpenAPI description: registering a route here is what documents it.
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -68,11 +51,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The whole application: routes, OpenAPI document, JSON fallbacks, body limit.
 pub fn app(state: AppState) -> axum::Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", api_routes())
-        .routes(routes!(routes::meta::healthz))
-        .split_for_parts();
+    let (router, mut openapi) = documented_routes().split_for_parts();
+    openapi::add_common_answers(&mut openapi);
     let openapi = std::sync::Arc::new(openapi);
+    let router = if state.config.metrics_on_api_listener {
+        router.route("/metrics", axum::routing::get(observe::metrics))
+    } else {
+        router
+    };
     router
         .merge(dashboard::routes())
         .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(openapi.as_ref().clone()) }))
@@ -82,15 +68,21 @@ pub fn app(state: AppState) -> axum::Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(response_guards::guard_responses))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe_requests))
         .with_state(state)
 }
 
 /// The OpenAPI document, for tests and for `latchkey openapi`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+    let mut openapi = documented_routes().into_openapi();
+    openapi::add_common_answers(&mut openapi);
+    openapi
+}
+
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api_routes())
         .routes(routes!(routes::meta::healthz))
-        .into_openapi()
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests and writes the
@@ -111,6 +103,12 @@ pub async fn serve(
         tracing::error!(%error, "could not write last-used times and usage counts at shutdown");
     }
     served
+}
+
+/// Serves only `GET /metrics`, for `--metrics-listen`: metrics on an address of their own.
+pub async fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    let router = axum::Router::new().route("/metrics", axum::routing::get(observe::metrics)).with_state(state);
+    axum::serve(listener, router).await
 }
 
 async fn write_bookkeeping_periodically(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {

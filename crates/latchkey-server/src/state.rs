@@ -3,6 +3,7 @@
 
 use crate::config::ServerConfig;
 use crate::dashboard::sessions::SessionStore;
+use crate::observe::HttpStats;
 use latchkey_service::{Clock, Service};
 use latchkey_store::SharedStore;
 use std::sync::Arc;
@@ -13,12 +14,13 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
     pub sessions: Arc<SessionStore>,
+    pub http_stats: Arc<HttpStats>,
 }
 
 impl AppState {
     pub fn new(store: SharedStore, config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let service = Service::new(store, config.service.clone(), clock.clone());
         let sessions = Arc::new(SessionStore::new(config.session_idle_timeout, clock.clone()));
-        Self { service, clock, config: Arc::new(config), sessions }
+        Self { service, clock, config: Arc::new(config), sessions, http_stats: Arc::default() }
     }
 }

@@ -15,6 +15,7 @@
 //! * Last-used: a successful check updates an atomic in the cached entry; only when the
 //!   second changes is the key queued for the next batched flush. No write per request.
 
+use crate::stats::{ServiceStats, StoreQuery};
 use chrono::{DateTime, Utc};
 use latchkey_core::{
     Actor, Caller, IpNetwork, KeyHash, KeyId, KeyRecord, KeyState, Permission, RateLimit, Scopes, SiteId, Status, Ulid,
@@ -24,7 +25,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the verification path keeps of a key: only what answering needs, packed small
 /// because a million of these may be resident (ids as 16 bytes with no 16-byte
@@ -161,6 +162,7 @@ pub struct KeyCache {
     bypass_cache: AtomicBool,
     /// How many times a check read the store (misses, bypasses): what a flood costs.
     store_reads: AtomicU64,
+    stats: Arc<ServiceStats>,
     pending_last_used: Mutex<HashMap<Ulid, DateTime<Utc>>>,
     /// Keys with counts not yet flushed; each is pushed once per flush period.
     pending_usage: Mutex<Vec<Arc<VerifiedKey>>>,
@@ -174,6 +176,7 @@ impl KeyCache {
         max_staleness: Option<Duration>,
         negative_ttl: Duration,
         epoch: DateTime<Utc>,
+        stats: Arc<ServiceStats>,
     ) -> Self {
         Self {
             store,
@@ -185,6 +188,7 @@ impl KeyCache {
             negative_ttl,
             bypass_cache: AtomicBool::new(false),
             store_reads: AtomicU64::new(0),
+            stats,
             pending_last_used: Mutex::new(HashMap::new()),
             pending_usage: Mutex::new(Vec::new()),
         }
@@ -212,8 +216,7 @@ impl KeyCache {
 
     async fn lookup(&self, hash: KeyHash, now_ms: i64) -> Result<Option<Arc<VerifiedKey>>, StoreError> {
         if self.bypass_cache.load(Ordering::Acquire) {
-            self.store_reads.fetch_add(1, Ordering::Relaxed);
-            let record = self.store.find_key_by_hash(&hash).await?;
+            let record = self.read_store(&hash).await?;
             return Ok(record.map(|r| Arc::new(VerifiedKey::from_record(&r, self.tick(now_ms)))));
         }
         if let Some(cached) = self.known.get(&hash) {
@@ -230,8 +233,7 @@ impl KeyCache {
             Ok(cached) => return Ok(Some(cached)),
             Err(guard) => guard,
         };
-        self.store_reads.fetch_add(1, Ordering::Relaxed);
-        match self.store.find_key_by_hash(&hash).await? {
+        match self.read_store(&hash).await? {
             Some(record) => {
                 let key = Arc::new(VerifiedKey::from_record(&record, self.tick(now_ms)));
                 // Err means `forget` ran meanwhile: serve this answer once, cache nothing.
@@ -244,6 +246,14 @@ impl KeyCache {
                 Ok(None)
             }
         }
+    }
+
+    async fn read_store(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        self.store_reads.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let record = self.store.find_key_by_hash(hash).await;
+        self.stats.time_store_query(StoreQuery::FindKeyByHash, started.elapsed());
+        record
     }
 
     /// Records that `key` was used at `now`, for last-used. Plain loads first: the write
@@ -292,7 +302,10 @@ impl KeyCache {
                 refused: u64::from(*refused),
             })
             .collect();
-        if let Err(error) = self.store.record_usage(&rows).await {
+        let started = Instant::now();
+        let written = self.store.record_usage(&rows).await;
+        self.stats.time_store_query(StoreQuery::RecordUsage, started.elapsed());
+        if let Err(error) = written {
             for (key, allowed, refused) in counts {
                 key.pending_allowed.fetch_add(allowed, Ordering::Relaxed);
                 key.pending_refused.fetch_add(refused, Ordering::Relaxed);
@@ -335,7 +348,10 @@ impl KeyCache {
         if batch.is_empty() {
             return Ok(0);
         }
-        if let Err(error) = self.store.record_last_used(&batch).await {
+        let started = Instant::now();
+        let written = self.store.record_last_used(&batch).await;
+        self.stats.time_store_query(StoreQuery::RecordLastUsed, started.elapsed());
+        if let Err(error) = written {
             let mut pending = self.pending_last_used.lock();
             for (id, at) in taken {
                 let entry = pending.entry(id).or_insert(at);

@@ -4,7 +4,7 @@
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::Service;
-use latchkey_core::{Actor, AuditAction, AuditChange, AuditEvent, KeyRecord, ParsedKey, Status};
+use latchkey_core::{Actor, AuditAction, AuditChange, AuditEvent, KeyRecord, Status};
 use latchkey_store::{next_version, truncate_to_millis, Audited};
 use std::net::IpAddr;
 
@@ -42,10 +42,10 @@ impl Leaks<'_> {
     }
 
     async fn block_if_valid(&self, presented: &str, source: &str, reporter: &Actor) -> ServiceResult<()> {
-        let Ok(parsed) = ParsedKey::parse(presented) else {
+        let Ok(hash) = latchkey_core::key_format::lookup_hash(presented) else {
             return Ok(());
         };
-        let Some(key) = self.service.store.find_key_by_hash(&parsed.hash()).await? else {
+        let Some(key) = self.service.store.find_key_by_hash(&hash).await? else {
             return Ok(());
         };
         if key.status == Status::Blocked {

@@ -17,6 +17,7 @@ pub mod leaks;
 pub mod listing;
 pub mod ratelimit;
 pub mod sites;
+pub mod stats;
 pub mod throttle;
 pub mod verify;
 
@@ -32,6 +33,7 @@ use chrono::{DateTime, Utc};
 use latchkey_core::KeyFormat;
 use latchkey_store::{Invalidation, SharedStore};
 use ratelimit::KeyRateLimiter;
+use stats::ServiceStats;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,13 +83,21 @@ pub struct Service {
     leak_report_throttle: Arc<FailureThrottle>,
     /// Set when a leak report blocked the last usable Master key; cleared by a new one.
     no_usable_master: Arc<AtomicBool>,
+    stats: Arc<ServiceStats>,
 }
 
 impl Service {
     pub fn new(store: SharedStore, config: ServiceConfig, clock: Arc<dyn Clock>) -> Self {
         let staleness = config.cache_max_staleness.or(store.shared_by_instances().then_some(DEFAULT_SHARED_STALENESS));
-        let cache =
-            KeyCache::new(store.clone(), config.cache_capacity, staleness, config.negative_cache_ttl, clock.now());
+        let stats = Arc::new(ServiceStats::new(clock.now().timestamp_millis()));
+        let cache = KeyCache::new(
+            store.clone(),
+            config.cache_capacity,
+            staleness,
+            config.negative_cache_ttl,
+            clock.now(),
+            stats.clone(),
+        );
         Self {
             store,
             cache: Arc::new(cache),
@@ -100,6 +110,7 @@ impl Service {
                 window_seconds: 60,
             })),
             no_usable_master: Arc::default(),
+            stats,
         }
     }
 
@@ -136,6 +147,11 @@ impl Service {
         warnings
     }
 
+    /// What verifying has counted since the start, for `/metrics`.
+    pub fn stats(&self) -> Arc<ServiceStats> {
+        self.stats.clone()
+    }
+
     /// How many times verifying has read the store since the start (cache misses).
     pub fn store_reads(&self) -> u64 {
         self.cache.store_reads()
@@ -163,6 +179,7 @@ impl Service {
         }
         last_used?;
         usage?;
+        self.stats.bookkeeping_written(self.clock.now().timestamp_millis());
         Ok(())
     }
 

@@ -6,6 +6,14 @@
 use dashmap::DashMap;
 use latchkey_core::{RateLimit, Ulid};
 
+/// What an admitted request leaves of its key's window (`/verify` reports it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowLeft {
+    pub remaining: u32,
+    /// Seconds until the window ends and the count starts again.
+    pub reset_seconds: u64,
+}
+
 #[derive(Default)]
 pub struct KeyRateLimiter {
     /// key → (end of its current window in Unix seconds, verifications counted in it)
@@ -13,9 +21,10 @@ pub struct KeyRateLimiter {
 }
 
 impl KeyRateLimiter {
-    /// Counts one verification of `key` at `now_seconds`; `Err(retry_after_seconds)` when
-    /// the key is over its limit (the refused attempt is not counted).
-    pub fn admit(&self, key: Ulid, limit: RateLimit, now_seconds: i64) -> Result<(), u64> {
+    /// Counts one verification of `key` at `now_seconds`: `Ok` with what is left of the
+    /// window, `Err(retry_after_seconds)` when the key is over its limit (the refused
+    /// attempt is not counted).
+    pub fn admit(&self, key: Ulid, limit: RateLimit, now_seconds: i64) -> Result<WindowLeft, u64> {
         let window = i64::from(limit.window_seconds.max(1));
         let window_end = (now_seconds.div_euclid(window) + 1) * window;
         let mut entry = self.windows.entry(key).or_insert((window_end, 0));
@@ -26,7 +35,7 @@ impl KeyRateLimiter {
             return Err((window_end - now_seconds).max(1) as u64);
         }
         entry.1 += 1;
-        Ok(())
+        Ok(WindowLeft { remaining: limit.limit - entry.1, reset_seconds: (window_end - now_seconds).max(1) as u64 })
     }
 
     /// Forgets windows that have ended, so only recently used keys are held.
@@ -44,9 +53,9 @@ mod tests {
         let limiter = KeyRateLimiter::default();
         let key = Ulid::new();
         let limit = RateLimit::new(2, 60).unwrap();
-        assert_eq!(limiter.admit(key, limit, 120), Ok(()));
-        assert_eq!(limiter.admit(key, limit, 150), Ok(()));
+        assert_eq!(limiter.admit(key, limit, 120), Ok(WindowLeft { remaining: 1, reset_seconds: 60 }));
+        assert_eq!(limiter.admit(key, limit, 150), Ok(WindowLeft { remaining: 0, reset_seconds: 30 }));
         assert_eq!(limiter.admit(key, limit, 179), Err(1));
-        assert_eq!(limiter.admit(key, limit, 180), Ok(()), "a new window starts at 180");
+        assert_eq!(limiter.admit(key, limit, 180), Ok(WindowLeft { remaining: 1, reset_seconds: 60 }), "a new window");
     }
 }

@@ -48,6 +48,11 @@ impl FailureThrottle {
         (entry.1 > self.config.max_failures).then(|| ((current + 1) * window - now_seconds).max(1) as u64)
     }
 
+    /// The limit itself, for the `RateLimit-Policy` header of a refusal.
+    pub fn limit(&self) -> latchkey_core::RateLimit {
+        latchkey_core::RateLimit { limit: self.config.max_failures, window_seconds: self.config.window_seconds }
+    }
+
     /// Forgets windows that have ended, so the map holds only recently failing addresses.
     pub fn prune(&self, now_seconds: i64) {
         let current = now_seconds.div_euclid(i64::from(self.config.window_seconds.max(1)));

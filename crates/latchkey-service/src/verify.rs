@@ -14,8 +14,9 @@
 
 use crate::cache::VerifiedKey;
 use crate::error::ServiceResult;
+use crate::ratelimit::WindowLeft;
 use crate::Service;
-use latchkey_core::{KeyHash, ParsedKey, Refusal, Requirement};
+use latchkey_core::{KeyHash, Refusal, Requirement};
 use latchkey_store::CreditSpend;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -85,6 +86,8 @@ pub enum Verdict {
         key: Arc<VerifiedKey>,
         /// Credits left after this request, for keys with credits.
         remaining: Option<u64>,
+        /// What is left of the key's rate-limit window, for keys with a rate limit.
+        window: Option<WindowLeft>,
     },
     Refused {
         refusal: Refusal,
@@ -111,16 +114,26 @@ impl Service {
     /// Decides `presented` against `check` at the clock's now, and counts it. See the
     /// module documentation for the order of the checks.
     pub async fn verify(&self, presented: Presented<'_>, check: &Check) -> ServiceResult<Verdict> {
+        let verdict = self.decide(presented, check).await?;
+        self.stats.count_verdict(match &verdict {
+            Verdict::Allowed { .. } => None,
+            Verdict::Refused { refusal, .. } => Some(*refusal),
+        });
+        Ok(verdict)
+    }
+
+    async fn decide(&self, presented: Presented<'_>, check: &Check) -> ServiceResult<Verdict> {
         let now = self.clock.now();
         let hash = match presented {
             Presented::Nothing => return Ok(Verdict::refused(Refusal::MissingKey, None)),
             Presented::Ambiguous => return Ok(self.unknown_key(check, now)),
             Presented::Hash(hash) => *hash,
-            Presented::Key(raw) => match ParsedKey::parse(raw) {
-                Ok(parsed) => parsed.hash(),
+            Presented::Key(raw) => match latchkey_core::key_format::lookup_hash(raw) {
+                Ok(hash) => hash,
                 Err(_) => return Ok(self.unknown_key(check, now)),
             },
         };
+        self.stats.count_cache_lookup();
         let Some(key) = self.cache.key(hash, now).await? else {
             return Ok(self.unknown_key(check, now));
         };
@@ -149,19 +162,28 @@ impl Service {
         if let Err(unmet) = check.requirement.check(key.permission, key.site_ulid(), &key.scopes) {
             return Ok(Verdict::refused(unmet.into(), Some(key)));
         }
-        if let Some(limit) = key.extras().ratelimit {
-            if let Err(retry_after_seconds) = self.key_rate_limiter.admit(key.ulid(), limit, now.timestamp()) {
-                return Ok(Verdict::refused(Refusal::RateLimited { retry_after_seconds }, Some(key)));
-            }
-        }
+        let window = match key.extras().ratelimit {
+            Some(limit) => match self.key_rate_limiter.admit(key.ulid(), limit, now.timestamp()) {
+                Ok(left) => Some(left),
+                Err(retry_after_seconds) => {
+                    return Ok(Verdict::refused(Refusal::RateLimited { retry_after_seconds, limit }, Some(key)))
+                }
+            },
+            None => None,
+        };
         let cost = match check.cost {
             Some(cost) if key.has_credits => cost,
-            _ => return Ok(Verdict::Allowed { key: key.clone(), remaining: None }),
+            _ => return Ok(Verdict::Allowed { key: key.clone(), remaining: None, window }),
         };
-        Ok(match self.store.spend_credits(&key.id(), cost, now).await? {
-            CreditSpend::Spent { remaining } => Verdict::Allowed { key: key.clone(), remaining: Some(remaining) },
+        let started = std::time::Instant::now();
+        let spent = self.store.spend_credits(&key.id(), cost, now).await;
+        self.stats.time_store_query(crate::stats::StoreQuery::SpendCredits, started.elapsed());
+        Ok(match spent? {
+            CreditSpend::Spent { remaining } => {
+                Verdict::Allowed { key: key.clone(), remaining: Some(remaining), window }
+            }
             CreditSpend::Exhausted => Verdict::refused(Refusal::UsageExceeded, Some(key)),
-            CreditSpend::NotLimited => Verdict::Allowed { key: key.clone(), remaining: None },
+            CreditSpend::NotLimited => Verdict::Allowed { key: key.clone(), remaining: None, window },
         })
     }
 
@@ -169,7 +191,7 @@ impl Service {
     /// a blocked or expired key is a real key a service may legitimately keep seeing.
     fn unknown_key(&self, check: &Check, now: chrono::DateTime<chrono::Utc>) -> Verdict {
         let refusal = match self.throttle.record_failure(check.throttle_ip, now.timestamp()) {
-            Some(retry_after_seconds) => Refusal::Throttled { retry_after_seconds },
+            Some(retry_after_seconds) => Refusal::Throttled { retry_after_seconds, limit: self.throttle.limit() },
             None => Refusal::InvalidKey,
         };
         Verdict::refused(refusal, None)

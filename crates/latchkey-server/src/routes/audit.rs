@@ -1,6 +1,6 @@
 //! The audit trail: every change to a key or site, newest first.
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::extract::{ApiQuery, Authenticated, KeyManager};
 use crate::routes::JsonResult;
 use crate::state::AppState;
@@ -72,7 +72,7 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditList), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = AuditList)),
     security(("api_key" = [])))]
 pub async fn list_audit(
     State(state): State<AppState>,

@@ -177,7 +177,7 @@ fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
 
 /// Keys the caller may manage, newest first.
 #[utoipa::path(get, path = "/keys", tag = "keys", params(KeyListQuery),
-    responses((status = 200, body = KeyList), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = KeyList)),
     security(("api_key" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
@@ -197,7 +197,7 @@ pub async fn list_keys(
 
 /// Creates a key. The response is the only one that ever holds the full key.
 #[utoipa::path(post, path = "/keys", tag = "keys", request_body = CreateKeyBody,
-    responses((status = 201, body = CreatedKey), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 201, body = CreatedKey), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create_key(
@@ -229,7 +229,7 @@ pub async fn create_key(
 }
 
 #[utoipa::path(get, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)),
-    responses((status = 200, body = KeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeyView)),
     security(("api_key" = [])))]
 pub async fn get_key(
     State(state): State<AppState>,
@@ -274,8 +274,8 @@ impl UpdateKeyBody {
 
 /// Edits name, description, permission, scopes, expiry and settings. Never the key value.
 #[utoipa::path(patch, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)), request_body = UpdateKeyBody,
-    responses((status = 200, body = KeyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = KeyView),
+              (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn update_key(
     State(state): State<AppState>,
@@ -290,7 +290,7 @@ pub async fn update_key(
 
 /// Blocks a key: it stops working before this returns; the record stays.
 #[utoipa::path(post, path = "/keys/{id}/block", tag = "keys", params(("id" = String, Path)),
-    responses((status = 200, body = KeyView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = KeyView), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn block_key(
     State(state): State<AppState>,
@@ -302,7 +302,7 @@ pub async fn block_key(
 }
 
 #[utoipa::path(post, path = "/keys/{id}/unblock", tag = "keys", params(("id" = String, Path)),
-    responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeyView)),
     security(("api_key" = [])))]
 pub async fn unblock_key(
     State(state): State<AppState>,
@@ -315,7 +315,7 @@ pub async fn unblock_key(
 
 /// Deletes a key for good: it stops working before this returns.
 #[utoipa::path(delete, path = "/keys/{id}", tag = "keys", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 204), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn delete_key(
     State(state): State<AppState>,
@@ -328,7 +328,7 @@ pub async fn delete_key(
 
 /// The calling key's own metadata. Any valid key may ask.
 #[utoipa::path(get, path = "/whoami", tag = "keys",
-    responses((status = 200, body = KeyView), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = KeyView)),
     security(("api_key" = [])))]
 pub async fn whoami(State(state): State<AppState>, auth: Authenticated) -> JsonResult<KeyView> {
     let key = state.service.keys().own(&auth.caller).await?;
@@ -367,7 +367,7 @@ pub struct UsageQuery {
 /// Requests per UTC day made with this key, allowed vs refused (counted in memory and
 /// written in batches, so the current second may not be included yet).
 #[utoipa::path(get, path = "/keys/{id}/usage", tag = "keys", params(("id" = String, Path), UsageQuery),
-    responses((status = 200, body = KeyUsage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeyUsage)),
     security(("api_key" = [])))]
 pub async fn key_usage(
     State(state): State<AppState>,
@@ -391,8 +391,8 @@ pub struct RotateBody {
 /// settings; the old key keeps working for `grace_seconds`, then fails as `key_expired`.
 /// The response holds the new key, once.
 #[utoipa::path(post, path = "/keys/{id}/rotate", tag = "keys", params(("id" = String, Path)), request_body = RotateBody,
-    responses((status = 201, body = CreatedKey), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "the key is blocked"), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = CreatedKey),
+              (status = 409, body = ErrorBody, description = "the key is blocked")),
     security(("api_key" = [])))]
 pub async fn rotate_key(
     State(state): State<AppState>,

@@ -28,7 +28,7 @@ pub struct LeakReceipt {
 /// Blocks every reported key that is valid and records `key_reported_leaked` with the
 /// source. Rate-limited per client address (10 reports a minute).
 #[utoipa::path(post, path = "/leaks", tag = "verification", request_body = LeakReport,
-    responses((status = 202, body = LeakReceipt), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 202, body = LeakReceipt), (status = 429, body = ErrorBody)))]
 pub async fn report_leak(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -1,6 +1,6 @@
 //! Sites: the Forja seed's unit that keys belong to.
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Authenticated, SiteManager};
 use crate::routes::{IdPath, JsonResult};
 use crate::state::AppState;
@@ -50,7 +50,7 @@ pub struct SiteListQuery {
 
 /// Sites the calling key can see: all for a Master key, its own for any other key.
 #[utoipa::path(get, path = "/sites", tag = "sites", params(SiteListQuery),
-    responses((status = 200, body = SiteList), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = SiteList)),
     security(("api_key" = [])))]
 pub async fn list_sites(
     State(state): State<AppState>,
@@ -63,7 +63,7 @@ pub async fn list_sites(
 }
 
 #[utoipa::path(post, path = "/sites", tag = "sites", request_body = SiteBody,
-    responses((status = 201, body = SiteView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = SiteView)),
     security(("api_key" = [])))]
 pub async fn create_site(
     State(state): State<AppState>,
@@ -75,14 +75,14 @@ pub async fn create_site(
 }
 
 #[utoipa::path(get, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)),
-    responses((status = 200, body = SiteView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = SiteView)),
     security(("api_key" = [])))]
 pub async fn get_site(State(state): State<AppState>, auth: Authenticated, Path(id): IdPath) -> JsonResult<SiteView> {
     Ok(Json(state.service.sites().get(&auth.caller, &id).await?.into()))
 }
 
 #[utoipa::path(patch, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)), request_body = SiteBody,
-    responses((status = 200, body = SiteView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = SiteView)),
     security(("api_key" = [])))]
 pub async fn update_site(
     State(state): State<AppState>,
@@ -96,7 +96,7 @@ pub async fn update_site(
 
 /// Deletes the site and its keys, which stop working before this returns.
 #[utoipa::path(delete, path = "/sites/{id}", tag = "sites", params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 204)),
     security(("api_key" = [])))]
 pub async fn delete_site(
     State(state): State<AppState>,

@@ -36,15 +36,18 @@ pub struct VerifyBody {
 
 /// The key's metadata, present whenever the key exists (even when refused). Borrowed
 /// from the cache entry and written straight into the response: no copies on the hot path.
+/// No field is required in the schema: for an unknown key the answer has none of them.
 #[derive(Serialize, ToSchema)]
 pub struct VerifiedMetadata<'a> {
-    #[schema(value_type = String, example = "key_01JD2Z6M3X5Q7W9E1R3T5Y7U9I")]
+    #[schema(value_type = String, example = "key_01JD2Z6M3X5Q7W9E1R3T5Y7U9I", required = false)]
     pub key_id: PrefixedId,
+    #[schema(required = false)]
     pub name: &'a str,
     #[schema(value_type = Option<String>)]
     pub site_id: Option<PrefixedId>,
+    #[schema(required = false)]
     pub permission: &'static str,
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, required = false)]
     pub scopes: &'a latchkey_core::Scopes,
     pub expires_at: Option<DateTime<Utc>>,
     pub owner_id: Option<&'a str>,
@@ -75,6 +78,35 @@ pub struct VerifyAnswer<'a> {
     /// Credits left after this request, for keys with usage credits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u64>,
+    /// Where the key stands in its rate-limit window, for keys with a rate limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratelimit: Option<RateLimitStanding>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RateLimitStanding {
+    /// Verifications allowed per window.
+    pub limit: u32,
+    /// Verifications left in this window.
+    pub remaining: u32,
+    /// Seconds until the window ends and `remaining` is back to `limit`.
+    pub reset: u64,
+}
+
+impl RateLimitStanding {
+    fn after(verdict: &Verdict) -> Option<Self> {
+        match verdict {
+            Verdict::Allowed { key, window: Some(left), .. } => key.extras().ratelimit.map(|limit| RateLimitStanding {
+                limit: limit.limit,
+                remaining: left.remaining,
+                reset: left.reset_seconds,
+            }),
+            Verdict::Refused { refusal: Refusal::RateLimited { retry_after_seconds, limit }, .. } => {
+                Some(RateLimitStanding { limit: limit.limit, remaining: 0, reset: *retry_after_seconds })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl<'a> VerifiedMetadata<'a> {
@@ -116,7 +148,7 @@ pub struct VerifyQuery {
 /// Checks a key. Always 200 for a well-formed request; `valid` says whether to let the
 /// request through, `code` says why not. Counts as a use of the key.
 #[utoipa::path(post, path = "/verify", tag = "verification", request_body = VerifyBody, params(VerifyQuery),
-    responses((status = 200, body = VerifyAnswer), (status = 422, body = ErrorBody),
+    responses((status = 200, body = VerifyAnswer),
               (status = 429, body = ErrorBody, description = "too many failed verifications from this address")))]
 pub async fn verify_key(
     State(state): State<AppState>,
@@ -144,16 +176,18 @@ pub async fn verify_key(
     }
     // Guessing is throttled on the address that asks, not on the end client it names.
     let check = Check { requirement, client_ip, throttle_ip: caller_ip, cost: Some(cost) };
-    let answer = match state.service.verify(Presented::Key(&body.key), &check).await? {
-        Verdict::Allowed { key, remaining } => {
-            VerifyAnswer { valid: true, code: "valid", metadata: Some(VerifiedMetadata::of(&key)), remaining }
-                .into_response()
+    let verdict = state.service.verify(Presented::Key(&body.key), &check).await?;
+    let ratelimit = RateLimitStanding::after(&verdict);
+    let answer = match &verdict {
+        Verdict::Allowed { key, remaining, .. } => {
+            let metadata = Some(VerifiedMetadata::of(key));
+            VerifyAnswer { valid: true, code: "valid", metadata, remaining: *remaining, ratelimit }.into_response()
         }
-        Verdict::Refused { refusal: refusal @ Refusal::Throttled { .. }, .. } => return Err(refusal.into()),
+        Verdict::Refused { refusal: refusal @ Refusal::Throttled { .. }, .. } => return Err((*refusal).into()),
         Verdict::Refused { refusal, key } => {
             let code = if legacy_codes { refusal.legacy_code() } else { refusal.code() };
-            VerifyAnswer { valid: false, code, metadata: key.as_deref().map(VerifiedMetadata::of), remaining: None }
-                .into_response()
+            let metadata = key.as_deref().map(VerifiedMetadata::of);
+            VerifyAnswer { valid: false, code, metadata, remaining: None, ratelimit }.into_response()
         }
     };
     Ok(answer)
@@ -266,7 +300,7 @@ fn parse_auth_query(query: Option<&str>) -> Result<AuthQuery, ApiError> {
     ),
     responses((status = 204, description = "Allowed; X-Latchkey-Key-Id, X-Latchkey-Site, X-Latchkey-Permission, X-Latchkey-Scopes set"),
               (status = 400, body = ErrorBody, description = "bad query, or method headers that disagree"),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn forward_auth(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -247,12 +247,22 @@ async fn a_rate_limited_key_is_refused_until_its_window_rolls_over() {
     )
     .await;
     let key = created["key"].as_str().unwrap();
-    assert_eq!(verify(&app, json!({ "key": key })).await["code"], "valid");
-    assert_eq!(verify(&app, json!({ "key": key })).await["code"], "valid");
-    assert_eq!(verify(&app, json!({ "key": key })).await["code"], "rate_limited");
+    let first = verify(&app, json!({ "key": key })).await;
+    assert_eq!(
+        (first["code"].as_str(), &first["ratelimit"]),
+        (Some("valid"), &json!({"limit": 2, "remaining": 1, "reset": 40}))
+    );
+    assert_eq!(verify(&app, json!({ "key": key })).await["ratelimit"]["remaining"], 0);
+    let refused = verify(&app, json!({ "key": key })).await;
+    assert_eq!(
+        (refused["code"].as_str(), &refused["ratelimit"]),
+        (Some("rate_limited"), &json!({"limit": 2, "remaining": 0, "reset": 40}))
+    );
     let forward = forward_auth(&app, key).await;
     assert_eq!(forward.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(forward.headers()["retry-after"], "40");
+    assert_eq!(forward.headers()["ratelimit-policy"], r#""key";q=2;w=60"#);
+    assert_eq!(forward.headers()["ratelimit"], r#""key";r=0;t=40"#);
     clock.set(start + chrono::Duration::seconds(39));
     assert_eq!(verify(&app, json!({ "key": key })).await["code"], "rate_limited");
     clock.set(start + chrono::Duration::seconds(40));

@@ -14,6 +14,7 @@ mod key_lifecycle;
 mod keys;
 mod lifecycle;
 mod nginx;
+mod observability;
 mod openapi;
 mod revocation;
 mod secret_scanning;

@@ -54,3 +54,40 @@ async fn the_openapi_document_lists_every_route_and_nothing_else() {
     }
     assert!(document["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+/// `docs/openapi.json` is what clients generate code from: it must be the document the
+/// server serves. Regenerate it with `cargo run -p latchkey -- openapi > docs/openapi.json`.
+#[test]
+fn the_committed_openapi_document_is_the_one_the_code_describes() {
+    let committed = include_str!("../../../../docs/openapi.json");
+    let committed: serde_json::Value = serde_json::from_str(committed).expect("docs/openapi.json is JSON");
+    let current = serde_json::to_value(latchkey_server::openapi_document()).unwrap();
+    assert!(
+        committed == current,
+        "docs/openapi.json is out of date: run `cargo run -p latchkey -- openapi > docs/openapi.json`"
+    );
+}
+
+/// Every operation documents the errors that its kind of route can answer, so a client
+/// generated from the document handles them (schemathesis checks the same from outside).
+#[test]
+fn every_keyed_operation_documents_401_403_and_429_and_every_body_400_413_415_422() {
+    let document = serde_json::to_value(latchkey_server::openapi_document()).unwrap();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let mut expected = Vec::new();
+            if operation.get("security").is_some() {
+                expected.extend(["401", "403", "429"]);
+            }
+            if operation.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            for status in expected {
+                let answer = &responses.get(status).unwrap_or_else(|| panic!("{method} {path} lacks {status}"));
+                let schema = &answer["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {status}");
+            }
+        }
+    }
+}

@@ -249,6 +249,8 @@ async fn repeated_failures_from_one_address_get_429_but_valid_keys_still_pass() 
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
+    assert_eq!(response.headers()["ratelimit-policy"], r#""failures";q=3;w=60"#);
+    assert_eq!(response.headers()["ratelimit"].to_str().unwrap(), format!(r#""failures";r=0;t={retry_after}"#));
     assert_eq!(error_code(&response.json().await.unwrap()), "rate_limited");
     assert_eq!(verify(&app, json!({ "key": app.master_key })).await["code"], "valid");
     let forward = auth(&app, "", Some(bad.expose()), "GET").await;

@@ -1,0 +1,198 @@
+//! What operators see of the server: one log line per request (method, route, status,
+//! latency, request id), the `X-Request-Id` that ties a client's report to that line, and
+//! the Prometheus metrics at `GET /metrics`. The service counts its own verdicts and store
+//! queries (`latchkey_service::stats`); this module adds the HTTP side and writes both
+//! out in the exposition format.
+
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use latchkey_service::stats::{LatencyHistogram, ServiceStats};
+use parking_lot::RwLock;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request durations by route template and status class (`2xx`…), recorded without a
+/// lock once a pair has been seen.
+#[derive(Default)]
+pub struct HttpStats {
+    durations: RwLock<HashMap<RouteAndClass, Arc<LatencyHistogram>>>,
+}
+
+/// A route template and the first digit of the status.
+type RouteAndClass = (Arc<str>, u8);
+
+impl HttpStats {
+    fn histogram(&self, route: &Arc<str>, class: u8) -> Arc<LatencyHistogram> {
+        if let Some(histogram) = self.durations.read().get(&(route.clone(), class)) {
+            return histogram.clone();
+        }
+        self.durations.write().entry((route.clone(), class)).or_default().clone()
+    }
+}
+
+/// Logs and times every request, and gives it an id: the client's `X-Request-Id` when it
+/// is a plausible id (so a proxy's id carries through), else a new one. The id is sent
+/// back on the answer.
+pub async fn observe_requests(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = match request.headers().get(&REQUEST_ID).filter(|value| is_plausible_id(value)) {
+        Some(id) => id.clone(),
+        None => {
+            let id = new_request_id();
+            request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+            id
+        }
+    };
+    let method = request.method().clone();
+    // The template (`/api/v1/keys/{id}`), never the path itself: ids stay out of metric
+    // labels, whose number must stay bounded.
+    let route: Arc<str> = match request.extensions().get::<MatchedPath>() {
+        Some(matched) => Arc::from(matched.as_str()),
+        None => Arc::from("unmatched"),
+    };
+    let mut response = next.run(request).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    state.http_stats.histogram(&route, (status / 100) as u8).record(took);
+    tracing::info!(
+        target: "latchkey::access",
+        method = %method,
+        route = %route,
+        status,
+        latency_us = took.as_micros() as u64,
+        request_id = request_id.to_str().unwrap_or_default(),
+    );
+    response.headers_mut().insert(REQUEST_ID.clone(), request_id);
+    response
+}
+
+/// Up to 128 characters of letters, digits and `-_.:`: what proxies and tracing systems
+/// send, and nothing that could forge a second log field or line.
+fn is_plausible_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// A random start and a counter: unique within the process and across restarts, and
+/// cheaper than a fresh random id on every request.
+fn new_request_id() -> HeaderValue {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| latchkey_core::Ulid::new().random() as u64);
+    let id = format!("{:016x}", start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)));
+    HeaderValue::from_str(&id).expect("hex digits are a valid header value")
+}
+
+/// `GET /metrics`: the Prometheus exposition (OpenMetrics text).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot {
+        service: state.service.stats(),
+        http: state.http_stats.clone(),
+        cache_entries: state.service.cached_keys(),
+        cache_misses: state.service.store_reads(),
+        now_ms: state.clock.now().timestamp_millis(),
+    }));
+    let mut body = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &registry) {
+        tracing::error!(%error, "could not write the metrics");
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+/// Everything, read once at scrape time.
+struct Snapshot {
+    service: Arc<ServiceStats>,
+    http: Arc<HttpStats>,
+    cache_entries: usize,
+    cache_misses: u64,
+    now_ms: i64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut verifications = encoder.encode_descriptor(
+            "latchkey_verifications",
+            "Keys checked on any path (X-API-Key, /verify, /auth, dashboard), by outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in self.service.verifications() {
+            ConstCounter::new(count).encode(verifications.encode_family(&[("result", outcome)])?)?;
+        }
+        let throttled = self.service.verifications().find(|(outcome, _)| *outcome == "throttled").map_or(0, |(_, n)| n);
+        let lookups = self.service.cache_lookups();
+        let counters = [
+            (
+                "latchkey_cache_hits",
+                "Verifications answered from memory (known or known-unknown keys)",
+                lookups.saturating_sub(self.cache_misses),
+            ),
+            ("latchkey_cache_misses", "Verifications that read the store", self.cache_misses),
+            ("latchkey_throttled", "Verifications refused because the address failed too often", throttled),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
+        let gauges = [
+            ("latchkey_cache_entries", "Keys held in the verification cache", self.cache_entries as f64),
+            (
+                "latchkey_flush_lag_seconds",
+                "Time since last-used times and usage counts were last all written",
+                self.service.bookkeeping_lag(self.now_ms).as_secs_f64(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let mut store = encoder.encode_descriptor(
+            "latchkey_store_query_duration_seconds",
+            "Store queries made by the verification path and its bookkeeping",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (operation, histogram) in self.service.store_queries() {
+            let (sum, count, buckets) = histogram.snapshot();
+            store
+                .encode_family(&[("operation", operation)])?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        let mut http = encoder.encode_descriptor(
+            "latchkey_http_request_duration_seconds",
+            "HTTP requests by route template and status class",
+            None,
+            MetricType::Histogram,
+        )?;
+        let mut routes: Vec<_> = self.http.durations.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((route, class), histogram) in routes {
+            let (sum, count, buckets) = histogram.snapshot();
+            let status = format!("{class}xx");
+            let labels = [("route", route.as_ref()), ("status", status.as_str())];
+            http.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
