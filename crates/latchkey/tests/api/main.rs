@@ -8,6 +8,7 @@ mod brute_force;
 mod caddy;
 mod crash;
 mod dashboard_authorization;
+mod deployment;
 mod errors;
 mod helpers;
 mod key_lifecycle;
