@@ -2,10 +2,9 @@
 
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, Authenticated, KeyManager};
-use crate::routes::JsonResult;
+use crate::routes::{JsonResult, Page};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::Json;
 use chrono::{DateTime, Utc};
 use latchkey_core::{AuditEvent, KeyId};
 use latchkey_service::sites::parse_site_filter;
@@ -54,12 +53,6 @@ impl From<AuditEvent> for AuditEventView {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct AuditList {
-    pub data: Vec<AuditEventView>,
-    pub next_cursor: Option<String>,
-}
-
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
@@ -72,13 +65,13 @@ pub struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditList)),
+    responses((status = 200, body = Page<AuditEventView>)),
     security(("api_key" = [])))]
 pub async fn list_audit(
     State(state): State<AppState>,
     auth: Authenticated<KeyManager>,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> JsonResult<AuditList> {
+) -> JsonResult<Page<AuditEventView>> {
     let filter = latchkey_service::audit::AuditQuery {
         site: query.site.as_deref().map(parse_site_filter).transpose()?,
         key: match query.key.as_deref() {
@@ -92,8 +85,5 @@ pub async fn list_audit(
     };
     let page = PageRequest { cursor: query.cursor, limit: query.limit };
     let events = state.service.audit().list(&auth.caller, filter, &page).await?;
-    Ok(Json(AuditList {
-        data: events.items.into_iter().map(AuditEventView::from).collect(),
-        next_cursor: events.next_cursor,
-    }))
+    Ok(Page::of(events, AuditEventView::from))
 }

@@ -6,7 +6,7 @@ use crate::routes::key_options::{
     parse_credits, parse_ip_allowlist, parse_metadata, parse_owner, parse_ratelimit, CreditsBody, KeyOptionsView,
     RateLimitBody,
 };
-use crate::routes::{nullable, rfc3339_time, IdPath, JsonResult};
+use crate::routes::{nullable, rfc3339_time, IdPath, JsonResult, Page};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -66,12 +66,6 @@ impl KeyView {
             options: KeyOptionsView::of(&key.options),
         }
     }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct KeyList {
-    pub data: Vec<KeyView>,
-    pub next_cursor: Option<String>,
 }
 
 /// The create response: the key's metadata plus `key`, shown this once only.
@@ -177,22 +171,19 @@ fn parse_site(raw: &str) -> Result<SiteId, ApiError> {
 
 /// Keys the caller may manage, newest first.
 #[utoipa::path(get, path = "/keys", tag = "keys", params(KeyListQuery),
-    responses((status = 200, body = KeyList)),
+    responses((status = 200, body = Page<KeyView>)),
     security(("api_key" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
     auth: Authenticated<KeyManager>,
     ApiQuery(query): ApiQuery<KeyListQuery>,
-) -> JsonResult<KeyList> {
+) -> JsonResult<Page<KeyView>> {
     let site = query.site.as_deref().map(parse_site_filter).transpose()?;
     let filter = KeyQuery { site, owner_id: query.owner_id, unused_for_days: query.unused_for_days };
     let page = PageRequest { cursor: query.cursor, limit: query.limit };
     let keys = state.service.keys().list(&auth.caller, filter, &page).await?;
     let now = state.clock.now();
-    Ok(Json(KeyList {
-        data: keys.items.iter().map(|key| KeyView::of(key, now)).collect(),
-        next_cursor: keys.next_cursor,
-    }))
+    Ok(Page::of(keys, |key| KeyView::of(&key, now)))
 }
 
 /// Creates a key. The response is the only one that ever holds the full key.

@@ -14,7 +14,22 @@ use crate::error::ApiError;
 use axum::extract::Path;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// One page of a list, and the cursor of the next (`None` on the last page).
+#[derive(Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> Page<T> {
+    /// The service's page of `items`, each shown as the API shows it.
+    pub fn of<I>(paged: latchkey_service::Paged<I>, view: impl FnMut(I) -> T) -> Json<Self> {
+        Json(Page { data: paged.items.into_iter().map(view).collect(), next_cursor: paged.next_cursor })
+    }
+}
 
 /// What most handlers answer: a JSON body, or the one error type.
 pub type JsonResult<T> = Result<Json<T>, ApiError>;

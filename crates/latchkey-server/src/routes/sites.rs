@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Authenticated, SiteManager};
-use crate::routes::{IdPath, JsonResult};
+use crate::routes::{IdPath, JsonResult, Page};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,12 +27,6 @@ impl From<Site> for SiteView {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct SiteList {
-    pub data: Vec<SiteView>,
-    pub next_cursor: Option<String>,
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteBody {
@@ -50,16 +44,16 @@ pub struct SiteListQuery {
 
 /// Sites the calling key can see: all for a Master key, its own for any other key.
 #[utoipa::path(get, path = "/sites", tag = "sites", params(SiteListQuery),
-    responses((status = 200, body = SiteList)),
+    responses((status = 200, body = Page<SiteView>)),
     security(("api_key" = [])))]
 pub async fn list_sites(
     State(state): State<AppState>,
     auth: Authenticated,
     ApiQuery(query): ApiQuery<SiteListQuery>,
-) -> JsonResult<SiteList> {
+) -> JsonResult<Page<SiteView>> {
     let page = PageRequest { cursor: query.cursor, limit: query.limit };
     let sites = state.service.sites().list(&auth.caller, &page).await?;
-    Ok(Json(SiteList { data: sites.items.into_iter().map(SiteView::from).collect(), next_cursor: sites.next_cursor }))
+    Ok(Page::of(sites, SiteView::from))
 }
 
 #[utoipa::path(post, path = "/sites", tag = "sites", request_body = SiteBody,
