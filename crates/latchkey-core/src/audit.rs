@@ -20,10 +20,12 @@ pub enum AuditAction {
     KeyDeleted,
     KeyRotated,
     KeyReportedLeaked,
+    /// A key made elsewhere, brought in by its hash (`POST /keys/import`).
+    KeyImported,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 11] = [
         AuditAction::SiteCreated,
         AuditAction::SiteUpdated,
         AuditAction::SiteDeleted,
@@ -34,6 +36,7 @@ impl AuditAction {
         AuditAction::KeyDeleted,
         AuditAction::KeyRotated,
         AuditAction::KeyReportedLeaked,
+        AuditAction::KeyImported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +51,7 @@ impl AuditAction {
             AuditAction::KeyDeleted => "key_deleted",
             AuditAction::KeyRotated => "key_rotated",
             AuditAction::KeyReportedLeaked => "key_reported_leaked",
+            AuditAction::KeyImported => "key_imported",
         }
     }
 }

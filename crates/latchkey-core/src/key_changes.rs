@@ -1,11 +1,13 @@
-//! What a caller may ask to change about keys: a new key's parts, and an edit of an
-//! existing one. Both the JSON API and the dashboard's forms produce these types, so the
-//! two front-ends can only ask for the same things, and the service applies them alike.
+//! What a caller may ask to change about keys: a new key's parts, a key made elsewhere
+//! that is imported by its hash, and an edit of an existing one. Both the JSON API and the
+//! dashboard's forms produce these types, so the front-ends can only ask for the same
+//! things, and the service applies them alike.
 
 use crate::ids::SiteId;
+use crate::key_format::{KeyHash, KeyPrefix, DISPLAY_PREFIX_CHARS};
 use crate::options::{Credits, IpNetwork, KeyOptions, Metadata, OwnerId, RateLimit, Refill};
 use crate::records::KeyRecord;
-use crate::values::{Description, KeyName, Permission, Scopes};
+use crate::values::{Description, InvalidValue, KeyName, Permission, Scopes};
 use chrono::{DateTime, Utc};
 
 /// What a new key is made of. The secret, id and times are the service's to choose.
@@ -18,6 +20,56 @@ pub struct NewKey {
     pub site_id: Option<SiteId>,
     pub expires_at: Option<DateTime<Utc>>,
     pub options: KeyOptions,
+}
+
+/// A key made by another system, brought in by the SHA-256 of its full value (the hash
+/// Latchkey stores for its own keys), so its clients keep working unchanged. Latchkey never
+/// sees the value: the hash, and the prefix shown in listings, come with the key.
+#[derive(Clone, Debug)]
+pub struct ImportedKey {
+    pub key: NewKey,
+    pub hash: KeyHash,
+    pub prefix: KeyPrefix,
+}
+
+/// What listings show as the prefix of an imported key whose import named none.
+pub const DEFAULT_IMPORTED_PREFIX: &str = "imported";
+
+impl ImportedKey {
+    /// A SHA-256 written as 64 hexadecimal digits, in either case.
+    pub fn parse_hash(raw: &str) -> Result<KeyHash, InvalidValue> {
+        let invalid = || InvalidValue {
+            field: "sha256",
+            message: "must be 64 hexadecimal characters: the SHA-256 of the full key".to_owned(),
+        };
+        let digits = raw.as_bytes();
+        if digits.len() != 64 {
+            return Err(invalid());
+        }
+        let mut hash = [0u8; 32];
+        for (byte, pair) in hash.iter_mut().zip(digits.chunks_exact(2)) {
+            let digit = |d: u8| char::from(d).to_digit(16);
+            let (Some(high), Some(low)) = (digit(pair[0]), digit(pair[1])) else {
+                return Err(invalid());
+            };
+            *byte = (high * 16 + low) as u8;
+        }
+        Ok(KeyHash(hash))
+    }
+
+    /// The prefix listings show: 1 to [`DISPLAY_PREFIX_CHARS`] printable ASCII characters
+    /// without spaces, as long as a native key's, or [`DEFAULT_IMPORTED_PREFIX`]. Nothing
+    /// checks it against the key (Latchkey never sees it), so it is only a label.
+    pub fn parse_prefix(raw: Option<&str>) -> Result<KeyPrefix, InvalidValue> {
+        let prefix = raw.unwrap_or(DEFAULT_IMPORTED_PREFIX);
+        if prefix.is_empty() || prefix.len() > DISPLAY_PREFIX_CHARS || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidValue {
+                field: "prefix",
+                message: format!("must be 1 to {DISPLAY_PREFIX_CHARS} printable ASCII characters without spaces"),
+            });
+        }
+        Ok(KeyPrefix::from_stored(prefix.to_owned()))
+    }
 }
 
 /// An edit of an existing key. `None` keeps a field; `Some(None)` clears an optional one.
@@ -96,6 +148,27 @@ mod tests {
     use super::*;
     use crate::options::RefillInterval;
     use crate::records::fixtures::key;
+    use sha2::Digest;
+
+    #[test]
+    fn an_imported_hash_is_64_hex_digits_in_either_case() {
+        let expected: [u8; 32] = sha2::Sha256::digest(b"abc").into();
+        let lower = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(ImportedKey::parse_hash(lower).unwrap().0, expected);
+        assert_eq!(ImportedKey::parse_hash(&lower.to_uppercase()).unwrap().0, expected);
+        for bad in ["", &lower[..63], &format!("{lower}0"), &lower.replace('b', "g"), &lower.replace("ba", "é")] {
+            assert_eq!(ImportedKey::parse_hash(bad).unwrap_err().field, "sha256", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_imported_prefix_is_a_short_printable_label_with_a_default() {
+        assert_eq!(ImportedKey::parse_prefix(None).unwrap().as_str(), "imported");
+        assert_eq!(ImportedKey::parse_prefix(Some("sk_live_4eC3")).unwrap().as_str(), "sk_live_4eC3");
+        for bad in ["", "sk_live_4eC39", "has space", "tab\t", "ключ"] {
+            assert_eq!(ImportedKey::parse_prefix(Some(bad)).unwrap_err().field, "prefix", "{bad:?}");
+        }
+    }
 
     #[test]
     fn an_empty_edit_changes_nothing() {

@@ -182,7 +182,8 @@ pub fn lookup_hash(candidate: &str) -> Result<KeyHash, MalformedKey> {
     Ok(KeyHash::of(candidate))
 }
 
-fn has_native_shape(candidate: &str) -> bool {
+/// Whether `candidate` looks like a key Latchkey issued: `<prefix>_` and 49 base62 characters.
+pub fn has_native_shape(candidate: &str) -> bool {
     candidate.rsplit_once('_').is_some_and(|(prefix, rest)| {
         is_valid_prefix(prefix)
             && rest.len() == SECRET_CHARS + CHECKSUM_CHARS

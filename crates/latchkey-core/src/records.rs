@@ -2,7 +2,7 @@
 //! displayable prefix, never the key itself.
 
 use crate::ids::{KeyId, SiteId};
-use crate::key_changes::NewKey;
+use crate::key_changes::{ImportedKey, NewKey};
 use crate::key_format::{KeyHash, KeyPrefix, SecretKey};
 use crate::options::KeyOptions;
 use crate::values::{Description, KeyName, Permission, Scopes, SiteName, Status};
@@ -59,6 +59,16 @@ impl KeyRecord {
     /// A new, active key made of `spec`, for `secret` (of which it keeps only the hash and
     /// the displayable prefix), created at `now` by `created_by`.
     pub fn issued(spec: NewKey, secret: &SecretKey, created_by: Option<KeyId>, now: DateTime<Utc>) -> Self {
+        Self::made_of(spec, secret.display_prefix(), secret.hash(), created_by, now)
+    }
+
+    /// A new, active key made elsewhere, known by its hash only, imported at `now` by
+    /// `created_by`.
+    pub fn imported(imported: ImportedKey, created_by: Option<KeyId>, now: DateTime<Utc>) -> Self {
+        Self::made_of(imported.key, imported.prefix, imported.hash, created_by, now)
+    }
+
+    fn made_of(spec: NewKey, prefix: KeyPrefix, hash: KeyHash, created_by: Option<KeyId>, now: DateTime<Utc>) -> Self {
         KeyRecord {
             id: KeyId::generate(),
             site_id: spec.site_id,
@@ -67,8 +77,8 @@ impl KeyRecord {
             permission: spec.permission,
             scopes: spec.scopes,
             status: Status::Active,
-            prefix: secret.display_prefix(),
-            hash: secret.hash(),
+            prefix,
+            hash,
             created_at: now,
             created_by,
             updated_at: now,

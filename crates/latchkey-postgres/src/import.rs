@@ -1,7 +1,7 @@
 //! Inserts on PostgreSQL, of one row or of a million (`latchkey migrate`, benchmark
-//! seeding): every column travels as an array and `UNNEST` zips them back into rows, so
-//! the statement text (and its cached plan) is the same for any number of rows, and a
-//! million keys take a hundred round trips.
+//! seeding, `POST /keys/import`): every column travels as an array and `UNNEST` zips them
+//! back into rows, so the statement text (and its cached plan) is the same for any number
+//! of rows, and a million keys take a hundred round trips.
 
 use super::Tx;
 use latchkey_core::{AuditEvent, KeyRecord, Site};

@@ -32,7 +32,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route with its OpenAPI description: registering a route here is what documents it.
 fn api_routes() -> OpenApiRouter<AppState> {
-    use routes::{audit, keys, leaks, sites, verify};
+    use routes::{audit, import, keys, leaks, sites, verify};
     OpenApiRouter::new()
         .routes(routes!(sites::list_sites, sites::create_site))
         .routes(routes!(sites::get_site, sites::update_site, sites::delete_site))
@@ -42,6 +42,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::unblock_key))
         .routes(routes!(keys::key_usage))
         .routes(routes!(keys::rotate_key))
+        .routes(import::route())
         .routes(routes!(leaks::report_leak))
         .routes(routes!(keys::whoami))
         .routes(routes!(audit::list_audit))

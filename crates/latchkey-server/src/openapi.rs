@@ -36,7 +36,7 @@ const KEYED: &[(&str, &str)] = &[
 ];
 const JSON_BODY: &[(&str, &str)] = &[
     ("400", "The body is not JSON, or not the expected shape: `malformed_json`"),
-    ("413", "The body is larger than 64 KiB: `payload_too_large`"),
+    ("413", "The body is larger than the route takes (64 KiB; 8 MiB for an import): `payload_too_large`"),
     ("415", "The body is not sent as `Content-Type: application/json`: `unsupported_media_type`"),
     ("422", "A field has a value that is not allowed, or is unknown: `validation_failed`, `immutable_field`"),
 ];

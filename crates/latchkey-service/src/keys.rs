@@ -1,8 +1,9 @@
-//! Operations on keys: create, look at, list, edit, block, unblock, delete, rotate, and
-//! the usage counts. Each takes the acting `Caller`, asks the core's policy itself (no
-//! caller is trusted to have asked first), writes through the store with its audit event
-//! in one transaction, and evicts the key from the verification cache after the commit
-//! and before returning, so a blocked or deleted key is refused by the very next request.
+//! Operations on keys: create, look at, list, edit, block, unblock, delete, rotate, import
+//! (`keys/import.rs`), and the usage counts. Each takes the acting `Caller`, asks the
+//! core's policy itself (no caller is trusted to have asked first), writes through the
+//! store with its audit event in one transaction, and evicts the key from the verification
+//! cache after the commit and before returning, so a blocked or deleted key is refused by
+//! the very next request.
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::listing::{PageRequest, Paged};
@@ -14,6 +15,9 @@ use latchkey_core::{
 };
 use latchkey_store::{day_number, next_version, truncate_to_millis, Audited, KeyFilter, StoreError};
 use std::collections::HashMap;
+
+mod import;
+pub use import::MAX_IMPORTED_KEYS;
 
 /// The longest grace period a rotation may give the old key.
 pub const MAX_ROTATION_GRACE_SECONDS: u64 = 30 * 86_400;

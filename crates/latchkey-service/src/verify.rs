@@ -43,10 +43,14 @@ impl<'a> Presented<'a> {
         }
     }
 
-    /// The first characters of a presented key, for the audit trail (never the key).
+    /// The first characters of a presented key in Latchkey's own format, for the audit
+    /// trail (never the key). `None` for keys imported from another system: their public
+    /// part is unknown, and 12 characters of a 16-character key would be most of it.
     pub fn display_prefix(&self) -> Option<String> {
         match self {
-            Presented::Key(raw) => raw.get(..latchkey_core::key_format::DISPLAY_PREFIX_CHARS).map(str::to_owned),
+            Presented::Key(raw) if latchkey_core::key_format::has_native_shape(raw) => {
+                raw.get(..latchkey_core::key_format::DISPLAY_PREFIX_CHARS).map(str::to_owned)
+            }
             _ => None,
         }
     }

@@ -135,8 +135,11 @@ pub trait Store: Send + Sync + 'static {
     /// The counts of these keys from `since_day` (days since the Unix epoch, UTC) on.
     async fn usage(&self, keys: &[KeyId], since_day: i32) -> StoreResult<Vec<UsageCount>>;
 
-    /// Bulk copy for `latchkey migrate` and for seeding benchmarks: inserts records as
-    /// they are (ids, hashes, times kept), in one transaction per call, without audit.
+    /// Bulk insert, in one transaction per call: `latchkey migrate` and benchmark seeding
+    /// copy records as they are (ids, hashes, times kept) with no events of their own;
+    /// `POST /keys/import` brings keys made elsewhere, with one event each. All or
+    /// nothing: a hash that is stored already (or twice in the batch) is a `Conflict`, a
+    /// key of a site that does not exist is `NotFound`, and then nothing is written.
     async fn import(&self, batch: &ImportBatch) -> StoreResult<()>;
 
     /// Changes made by *other* instances sharing this database, for backends that have

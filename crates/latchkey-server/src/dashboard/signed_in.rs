@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use latchkey_core::{Actor, Caller, ParsedKey, Refusal, Requirement};
+use latchkey_core::{Actor, Caller, Refusal, Requirement};
 use latchkey_service::{Check, Presented, Verdict};
 use maud::html;
 use serde::de::DeserializeOwned;
@@ -220,10 +220,12 @@ pub async fn login(
         Err(error) => return PageError::from(error).into_response(),
     };
     let hash = match (refusal, presented) {
-        (None, Presented::Key(raw)) => ParsedKey::parse(raw).map(|parsed| parsed.hash()).ok(),
+        (None, Presented::Key(raw)) => latchkey_core::key_format::lookup_hash(raw).ok(),
         _ => None,
     };
-    let (Some(hash), Some(prefix)) = (hash, presented.display_prefix()) else {
+    // A key imported from another system has no prefix to show: it is named instead.
+    let prefix = presented.display_prefix().unwrap_or_else(|| "an imported key".to_owned());
+    let Some(hash) = hash else {
         let (status, message) = sign_in_refusal(refusal.unwrap_or(Refusal::InvalidKey));
         return login_form(Some(message), status);
     };

@@ -3,6 +3,7 @@
 //! shapes the JSON answer. No handler decides policy.
 
 pub mod audit;
+pub mod import;
 pub mod key_options;
 pub mod keys;
 pub mod leaks;

@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             usage::credits_are_spent_exactly_under_concurrency_and_refilled,
             import_and_audit::audit_events_are_filtered_by_site_key_and_action,
             import_and_audit::an_import_keeps_ids_hashes_and_times,
+            import_and_audit::an_import_writes_nothing_when_one_key_cannot_be_stored,
         );
     };
     ($run:path) => {

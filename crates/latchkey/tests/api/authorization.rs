@@ -5,6 +5,7 @@
 use crate::helpers::{assert_error, error_code, spawn_app, spawn_app_with_sites, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sha2::Digest;
 
 #[derive(Clone, Copy, Debug)]
 enum Who {
@@ -62,7 +63,8 @@ const ACCEPTED: Expect = (202, "");
 
 struct Route {
     method: Method,
-    /// `{site}`: site A; `{target}`: a fresh Read key of site A; `{fresh_site}`: a new site.
+    /// `{site}`: site A; `{target}`: a fresh Read key of site A; `{fresh_site}`: a new site;
+    /// `{fresh_hash}`: a SHA-256 no key has yet.
     path: &'static str,
     body: Option<Value>,
     /// Expectations in the order of `EVERYONE`.
@@ -181,6 +183,14 @@ fn routes() -> Vec<Route> {
             body: None,
             expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
         },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/keys/import",
+            body: Some(
+                json!({ "keys": [{ "name": "old", "permission": "read", "site_id": "{site}", "sha256": "{fresh_hash}" }] }),
+            ),
+            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, FORBIDDEN, MISSING, BLOCKED],
+        },
         // Needs no key: the reported key is the subject, whoever reports it.
         Route {
             method: Method::POST,
@@ -200,8 +210,13 @@ async fn every_route_answers_every_kind_of_caller_exactly_as_specified() {
         for (who, (status, code)) in EVERYONE.into_iter().zip(route.expect) {
             let target = app.create_key("read", Some(&fixture.site)).await.0;
             let fresh_site = app.create_site("throwaway").await;
+            let fresh_hash: String =
+                sha2::Sha256::digest(target.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
             let fill = |text: &str| {
-                text.replace("{site}", &fixture.site).replace("{target}", &target).replace("{fresh_site}", &fresh_site)
+                text.replace("{site}", &fixture.site)
+                    .replace("{target}", &target)
+                    .replace("{fresh_site}", &fresh_site)
+                    .replace("{fresh_hash}", &fresh_hash)
             };
             let body = route.body.as_ref().map(|b| serde_json::from_str(&fill(&b.to_string())).unwrap());
             let (got, answer) = app.call(route.method.clone(), &fill(route.path), fixture.key(who), body).await;

@@ -11,6 +11,7 @@ mod dashboard_authorization;
 mod deployment;
 mod errors;
 mod helpers;
+mod import;
 mod key_lifecycle;
 mod keys;
 mod lifecycle;

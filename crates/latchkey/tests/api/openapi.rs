@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/keys/{id}/usage"),
     ("post", "/api/v1/keys/{id}/rotate"),
+    ("post", "/api/v1/keys/import"),
     ("post", "/api/v1/leaks"),
     ("post", "/api/v1/verify"),
     ("get", "/api/v1/auth"),

@@ -1,0 +1,190 @@
+//! `serve` and `bootstrap`: their flags, the `ServerConfig` built from them, the store they
+//! open, and the graceful stop.
+
+use anyhow::Context;
+use clap::Args;
+use latchkey_core::KeyFormat;
+use latchkey_server::config::{ConnectionLimits, TrustedProxies};
+use latchkey_server::state::AppState;
+use latchkey_server::throttle::ThrottleConfig;
+use latchkey_server::{ServerConfig, SystemClock};
+use latchkey_service::ServiceConfig;
+use latchkey_store::SharedStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct DatabaseArgs {
+    /// A file path or `sqlite://` URL (embedded SQLite), or a `postgres://` URL.
+    // The variable's value stays out of `--help`: a PostgreSQL URL may hold a password.
+    #[arg(long, env = "LATCHKEY_DATABASE", default_value = "latchkey.db", hide_env_values = true)]
+    pub database: String,
+    /// With PostgreSQL: keep Latchkey's tables in this schema (created if missing).
+    #[arg(long, env = "LATCHKEY_POSTGRES_SCHEMA")]
+    pub postgres_schema: Option<String>,
+    /// The prefix of every key this deployment issues (`lk_...`).
+    #[arg(long, env = "LATCHKEY_KEY_PREFIX", default_value = "lk")]
+    pub key_prefix: String,
+}
+
+/// Every flag except `--config` and `--print-config` may also come from its `LATCHKEY_*`
+/// variable or the TOML file (`config_file.rs`); docs/CONFIGURATION.md lists them, and
+/// tests/config.rs keeps that list equal to this one.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A TOML file of settings, keyed by flag name with `_` for `-` (e.g. `cache_capacity
+    /// = 5000`). A flag or a `LATCHKEY_*` variable beats the file; the file beats the default.
+    #[arg(long, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective settings, each with where it came from (flag, env, file or
+    /// default), as TOML, and exit without opening the database.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The address and port to accept connections on.
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Proxies whose X-Forwarded-For is believed, comma-separated IPs or CIDRs.
+    #[arg(long, env = "LATCHKEY_TRUST_PROXY", default_value = "")]
+    pub trust_proxy: String,
+    /// How many keys the verification cache holds.
+    #[arg(long, env = "LATCHKEY_CACHE_CAPACITY", default_value_t = 1_000_000)]
+    pub cache_capacity: usize,
+    /// The longest a cached answer is served without re-reading the store, in seconds.
+    /// Default: 5 on PostgreSQL (several instances), unbounded on SQLite.
+    #[arg(long, env = "LATCHKEY_CACHE_MAX_STALENESS")]
+    pub cache_max_staleness: Option<f64>,
+    /// Failed verifications (unknown keys) allowed per client address and window; 0 = off.
+    #[arg(long, env = "LATCHKEY_FAILURE_LIMIT", default_value_t = 60)]
+    pub failure_limit: u32,
+    /// The throttling window, in seconds.
+    #[arg(long, env = "LATCHKEY_FAILURE_WINDOW", default_value_t = 60)]
+    pub failure_window: u32,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "LATCHKEY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (also the longest a kept-alive
+    /// connection may stay idle).
+    #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value_t = 10.0)]
+    pub header_timeout: f64,
+}
+
+impl DatabaseArgs {
+    async fn open(&self) -> anyhow::Result<SharedStore> {
+        open_store(&self.database, self.postgres_schema.as_deref()).await
+    }
+
+    fn key_format(&self) -> anyhow::Result<KeyFormat> {
+        KeyFormat::new(&self.key_prefix)
+            .map_err(|_| anyhow::anyhow!("--key-prefix must be 1-16 characters of [a-z0-9], starting with a letter"))
+    }
+}
+
+impl ServeArgs {
+    /// The configuration value the server runs with; fails on values that parse as flags
+    /// but mean nothing (a bad prefix, a zero timeout).
+    fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        Ok(ServerConfig {
+            service: ServiceConfig {
+                key_format: self.database.key_format()?,
+                cache_capacity: self.cache_capacity,
+                cache_max_staleness: self.cache_max_staleness.map(Duration::from_secs_f64),
+                failure_throttle: ThrottleConfig {
+                    max_failures: self.failure_limit,
+                    window_seconds: self.failure_window,
+                },
+                ..ServiceConfig::default()
+            },
+            trusted_proxies: self.trust_proxy.parse::<TrustedProxies>().map_err(anyhow::Error::msg)?,
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                header_read_timeout: Duration::try_from_secs_f64(self.header_timeout)
+                    .ok()
+                    .filter(|timeout| !timeout.is_zero())
+                    .context("--header-timeout must be a positive number of seconds")?,
+                ..ConnectionLimits::default()
+            },
+            ..ServerConfig::default()
+        })
+    }
+}
+
+/// Picks the backend from the location: `postgres://` (or `postgresql://`) URLs go to
+/// PostgreSQL, anything else is an SQLite file.
+pub async fn open_store(location: &str, postgres_schema: Option<&str>) -> anyhow::Result<SharedStore> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        let store = match postgres_schema {
+            Some(schema) => latchkey_postgres::PostgresStore::open_in_schema(location, schema).await,
+            None => latchkey_postgres::PostgresStore::open(location).await,
+        };
+        return Ok(Arc::new(store.context("could not open PostgreSQL")?));
+    }
+    let store = latchkey_sqlite::SqliteStore::open(location)
+        .await
+        .with_context(|| format!("could not open the SQLite database {location:?}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the server until Ctrl-C or SIGTERM. `effective_settings` is what `--print-config`
+/// prints, after the values have been checked.
+pub async fn serve(args: ServeArgs, effective_settings: &str) -> anyhow::Result<()> {
+    let config = args.server_config()?;
+    if args.print_config {
+        print!("{effective_settings}");
+        return Ok(());
+    }
+    if let Some(file) = &args.config {
+        tracing::info!(file = %file.display(), "settings read from a config file");
+    }
+    let state = AppState::new(args.database.open().await?, config, Arc::new(SystemClock));
+    if let Some(key) = state.service.ensure_bootstrap_key().await? {
+        eprintln!("Created the first Master key. It is shown this once; store it now:");
+        println!("{}", key.expose());
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, database = %args.database.database, "latchkey is listening");
+    latchkey_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn bootstrap(args: DatabaseArgs) -> anyhow::Result<()> {
+    let state = AppState::new(
+        args.open().await?,
+        ServerConfig {
+            service: ServiceConfig { key_format: args.key_format()?, ..Default::default() },
+            ..Default::default()
+        },
+        Arc::new(SystemClock),
+    );
+    let key = state.service.issue_bootstrap_key().await?;
+    println!("{}", key.expose());
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish requests, flush last-used, exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
