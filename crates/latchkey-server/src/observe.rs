@@ -105,6 +105,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         http: state.http_stats.clone(),
         cache_entries: state.service.cached_keys(),
         cache_misses: state.service.store_reads(),
+        redis_errors: state.service.redis_errors(),
         now_ms: state.clock.now().timestamp_millis(),
     }));
     let mut body = String::new();
@@ -120,6 +121,7 @@ struct Snapshot {
     http: Arc<HttpStats>,
     cache_entries: usize,
     cache_misses: u64,
+    redis_errors: Option<u64>,
     now_ms: i64,
 }
 
@@ -151,7 +153,10 @@ impl Collector for Snapshot {
             ("latchkey_cache_misses", "Verifications that read the store", self.cache_misses),
             ("latchkey_throttled", "Verifications refused because the address failed too often", throttled),
         ];
-        for (name, help, value) in counters {
+        let redis_errors = self
+            .redis_errors
+            .map(|errors| ("latchkey_redis_errors", "Calls to Redis that failed (rate limits, throttling)", errors));
+        for (name, help, value) in counters.into_iter().chain(redis_errors) {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
         }

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod error;
 pub mod keys;
 pub mod leaks;
+pub mod limits;
 pub mod listing;
 pub mod ratelimit;
 pub mod sites;
@@ -32,7 +33,7 @@ use cache::KeyCache;
 use chrono::{DateTime, Utc};
 use latchkey_core::KeyFormat;
 use latchkey_store::{Invalidation, SharedStore};
-use ratelimit::KeyRateLimiter;
+use limits::{Limits, SharedLimitsConfig};
 use stats::ServiceStats;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub struct ServiceConfig {
     pub negative_cache_ttl: Duration,
     /// Throttling of repeated failed verifications per client address.
     pub failure_throttle: ThrottleConfig,
+    /// Count rate limits and throttling in Redis, shared by every instance; `None`: in
+    /// this process's memory.
+    pub shared_limits: Option<SharedLimitsConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -66,6 +70,7 @@ impl Default for ServiceConfig {
             cache_max_staleness: None,
             negative_cache_ttl: Duration::from_secs(2),
             failure_throttle: ThrottleConfig::default(),
+            shared_limits: None,
         }
     }
 }
@@ -77,8 +82,8 @@ pub struct Service {
     cache: Arc<KeyCache>,
     clock: Arc<dyn Clock>,
     key_format: KeyFormat,
-    throttle: Arc<FailureThrottle>,
-    key_rate_limiter: Arc<KeyRateLimiter>,
+    /// Keys' rate limits and the failure throttle, in memory or in Redis.
+    limits: Arc<Limits>,
     /// Limits reports to the leak endpoint, which needs no key, per client address.
     leak_report_throttle: Arc<FailureThrottle>,
     /// Set when a leak report blocked the last usable Master key; cleared by a new one.
@@ -103,8 +108,7 @@ impl Service {
             cache: Arc::new(cache),
             clock,
             key_format: config.key_format,
-            throttle: Arc::new(FailureThrottle::new(config.failure_throttle)),
-            key_rate_limiter: Arc::default(),
+            limits: Arc::new(Limits::new(config.failure_throttle, config.shared_limits)),
             leak_report_throttle: Arc::new(FailureThrottle::new(ThrottleConfig {
                 max_failures: 10,
                 window_seconds: 60,
@@ -138,6 +142,7 @@ impl Service {
     /// is well. (`/healthz` shows it.)
     pub fn warnings(&self) -> Vec<&'static str> {
         let mut warnings = Vec::new();
+        warnings.extend(self.limits.warning());
         if self.no_usable_master.load(Ordering::Relaxed) {
             warnings.push(
                 "no usable Master key: the last one was reported leaked and blocked; \
@@ -145,6 +150,16 @@ impl Service {
             );
         }
         warnings
+    }
+
+    /// Where rate limits and throttling are counted: `memory`, or `redis (on failure: open)`.
+    pub fn limits_mode(&self) -> &'static str {
+        self.limits.describe()
+    }
+
+    /// How many calls to Redis have failed since the start (`None` without Redis).
+    pub fn redis_errors(&self) -> Option<u64> {
+        self.limits.redis_errors()
     }
 
     /// What verifying has counted since the start, for `/metrics`.
@@ -167,9 +182,8 @@ impl Service {
     /// about once a second, and at shutdown.
     pub async fn write_bookkeeping(&self) -> ServiceResult<()> {
         let now = self.clock.now();
-        self.throttle.prune(now.timestamp());
+        self.limits.prune(now.timestamp());
         self.leak_report_throttle.prune(now.timestamp());
-        self.key_rate_limiter.prune(now.timestamp());
         // Each write is tried even when another fails: a lost write is retried next time.
         let last_used = self.cache.flush_last_used().await;
         let usage = self.cache.flush_usage(now).await;

@@ -130,16 +130,16 @@ impl Service {
         let now = self.clock.now();
         let hash = match presented {
             Presented::Nothing => return Ok(Verdict::refused(Refusal::MissingKey, None)),
-            Presented::Ambiguous => return Ok(self.unknown_key(check, now)),
+            Presented::Ambiguous => return self.unknown_key(check, now).await,
             Presented::Hash(hash) => *hash,
             Presented::Key(raw) => match latchkey_core::key_format::lookup_hash(raw) {
                 Ok(hash) => hash,
-                Err(_) => return Ok(self.unknown_key(check, now)),
+                Err(_) => return self.unknown_key(check, now).await,
             },
         };
         self.stats.count_cache_lookup();
         let Some(key) = self.cache.key(hash, now).await? else {
-            return Ok(self.unknown_key(check, now));
+            return self.unknown_key(check, now).await;
         };
         let verdict = match key.state_at(now) {
             latchkey_core::KeyState::Blocked => Verdict::refused(Refusal::Blocked, Some(&key)),
@@ -167,7 +167,7 @@ impl Service {
             return Ok(Verdict::refused(unmet.into(), Some(key)));
         }
         let window = match key.extras().ratelimit {
-            Some(limit) => match self.key_rate_limiter.admit(key.ulid(), limit, now.timestamp()) {
+            Some(limit) => match self.limits.admit_key(key.ulid(), limit, now.timestamp_millis()).await? {
                 Ok(left) => Some(left),
                 Err(retry_after_seconds) => {
                     return Ok(Verdict::refused(Refusal::RateLimited { retry_after_seconds, limit }, Some(key)))
@@ -193,11 +193,11 @@ impl Service {
 
     /// Only unknown keys count towards throttling: they are what guessing produces, while
     /// a blocked or expired key is a real key a service may legitimately keep seeing.
-    fn unknown_key(&self, check: &Check, now: chrono::DateTime<chrono::Utc>) -> Verdict {
-        let refusal = match self.throttle.record_failure(check.throttle_ip, now.timestamp()) {
-            Some(retry_after_seconds) => Refusal::Throttled { retry_after_seconds, limit: self.throttle.limit() },
+    async fn unknown_key(&self, check: &Check, now: chrono::DateTime<chrono::Utc>) -> ServiceResult<Verdict> {
+        let refusal = match self.limits.record_failure(check.throttle_ip, now.timestamp_millis()).await? {
+            Some(retry_after_seconds) => Refusal::Throttled { retry_after_seconds, limit: self.limits.failure_limit() },
             None => Refusal::InvalidKey,
         };
-        Verdict::refused(refusal, None)
+        Ok(Verdict::refused(refusal, None))
     }
 }

@@ -81,10 +81,12 @@ struct MigrateArgs {
 fn main() -> ExitCode {
     // Parsed before the runtime starts: the config file is read here, on one thread.
     let (cli, effective_settings) = config_file::parse_command_line::<Cli>(std::env::args_os().collect());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match &cli.command {
+        Command::Serve(args) if args.log_format == server::LogFormat::Json => logs.json().init(),
+        _ => logs.init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a Tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {

@@ -8,6 +8,7 @@ use latchkey_server::config::{ConnectionLimits, TrustedProxies};
 use latchkey_server::state::AppState;
 use latchkey_server::throttle::ThrottleConfig;
 use latchkey_server::{ServerConfig, SystemClock};
+use latchkey_service::limits::{RedisFailure, SharedLimitsConfig};
 use latchkey_service::ServiceConfig;
 use latchkey_store::SharedStore;
 use std::path::PathBuf;
@@ -69,6 +70,32 @@ pub struct ServeArgs {
     /// connection may stay idle).
     #[arg(long, env = "LATCHKEY_HEADER_TIMEOUT", default_value_t = 10.0)]
     pub header_timeout: f64,
+    /// Serve `GET /metrics` on this address only, instead of on the API's (e.g. an
+    /// address that only the monitoring network reaches).
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Count rate limits and failure throttling in this Redis, shared by every instance
+    /// (`redis://host:6379/0`). Without it, each instance counts alone.
+    #[arg(long, env = "LATCHKEY_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+    /// With --redis, what to do while Redis does not answer: `open` counts on each
+    /// instance alone (and warns on /healthz), `closed` refuses with 503 every request that
+    /// needs a rate limit or the failure throttle.
+    #[arg(long, env = "LATCHKEY_REDIS_FAILURE", default_value = "open")]
+    pub redis_failure: RedisFailure,
+    /// With --redis, the prefix of Latchkey's Redis keys (deployments sharing a Redis
+    /// need different ones).
+    #[arg(long, env = "LATCHKEY_REDIS_PREFIX", default_value = "latchkey")]
+    pub redis_prefix: String,
+    /// `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl DatabaseArgs {
@@ -83,6 +110,14 @@ impl DatabaseArgs {
 }
 
 impl ServeArgs {
+    fn shared_limits(&self) -> anyhow::Result<Option<SharedLimitsConfig>> {
+        let Some(url) = &self.redis else { return Ok(None) };
+        let mut limits = SharedLimitsConfig::new(url).map_err(|error| anyhow::anyhow!("--redis: {error}"))?;
+        limits.on_failure = self.redis_failure;
+        limits.key_prefix = self.redis_prefix.clone();
+        Ok(Some(limits))
+    }
+
     /// The configuration value the server runs with; fails on values that parse as flags
     /// but mean nothing (a bad prefix, a zero timeout).
     fn server_config(&self) -> anyhow::Result<ServerConfig> {
@@ -95,6 +130,7 @@ impl ServeArgs {
                     max_failures: self.failure_limit,
                     window_seconds: self.failure_window,
                 },
+                shared_limits: self.shared_limits()?,
                 ..ServiceConfig::default()
             },
             trusted_proxies: self.trust_proxy.parse::<TrustedProxies>().map_err(anyhow::Error::msg)?,
@@ -106,6 +142,7 @@ impl ServeArgs {
                     .context("--header-timeout must be a positive number of seconds")?,
                 ..ConnectionLimits::default()
             },
+            metrics_on_api_listener: self.metrics_listen.is_none(),
             ..ServerConfig::default()
         })
     }
@@ -147,6 +184,13 @@ pub async fn serve(args: ServeArgs, effective_settings: &str) -> anyhow::Result<
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, database = %args.database.database, "latchkey is listening");
+    if let Some(address) = &args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("could not listen on {address} for metrics"))?;
+        tracing::info!(address = %metrics.local_addr()?, "metrics are served here only");
+        tokio::spawn(latchkey_server::serve_metrics(metrics, state.clone()));
+    }
     latchkey_server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

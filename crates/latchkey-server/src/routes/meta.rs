@@ -13,6 +13,9 @@ pub struct Health {
     /// What an operator must act on, e.g. no usable Master key left after a leak report.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<&'static str>,
+    /// Where rate limits and failure throttling are counted: `memory` (each instance
+    /// alone), `redis (on failure: open)` or `redis (on failure: closed)`.
+    pub limits: &'static str,
 }
 
 /// Liveness, and what needs an operator. Needs no key. Always 200 while the server runs
@@ -21,5 +24,6 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = Health)))]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let warnings = state.service.warnings();
-    Json(Health { status: if warnings.is_empty() { "ok" } else { "degraded" }, warnings })
+    let status = if warnings.is_empty() { "ok" } else { "degraded" };
+    Json(Health { status, warnings, limits: state.service.limits_mode() })
 }

@@ -339,7 +339,7 @@ async fn a_leaked_last_master_is_blocked_and_healthz_says_so_until_bootstrap() {
     let health = || async {
         app.client.get(format!("{}/healthz", app.address)).send().await.unwrap().json::<Value>().await.unwrap()
     };
-    assert_eq!(health().await, json!({ "status": "ok" }));
+    assert_eq!(health().await, json!({ "status": "ok", "limits": "memory" }));
     let report = json!({ "keys": [app.master_key], "source": "https://example.com/paste" });
     let (status, _) = app.call(reqwest::Method::POST, "/api/v1/leaks", None, Some(report)).await;
     assert_eq!(status.as_u16(), 202);
@@ -356,6 +356,6 @@ async fn a_leaked_last_master_is_blocked_and_healthz_says_so_until_bootstrap() {
     assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
     let fresh = String::from_utf8(bootstrap.stdout).unwrap().trim().to_owned();
     assert_eq!(app.get("/api/v1/whoami", &fresh).await.0.as_u16(), 200);
-    let cleared = eventually(Duration::from_secs(5), || async { health().await == json!({ "status": "ok" }) }).await;
+    let cleared = eventually(Duration::from_secs(5), || async { health().await == json!({ "status": "ok", "limits": "memory" }) }).await;
     assert!(cleared, "a new Master key clears the warning");
 }

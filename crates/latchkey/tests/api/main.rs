@@ -16,6 +16,8 @@ mod key_lifecycle;
 mod keys;
 mod lifecycle;
 mod nginx;
+#[path = "../support/nginx_process.rs"]
+mod nginx_process;
 mod observability;
 mod openapi;
 mod revocation;

@@ -2,21 +2,12 @@
 //! docs/integrations/nginx.conf. Requires the `nginx` binary (`.ci/run` installs it).
 
 use crate::helpers::{error_code, eventually, spawn_app_with, Options, TestApp};
+use crate::nginx_process::{start_nginx, Nginx};
 use axum::http::HeaderMap;
 use latchkey_server::ServerConfig;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn nginx_binary() -> String {
-    for candidate in ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate.to_owned();
-        }
-    }
-    panic!("nginx is not installed: this test needs a real nginx (apt-get install nginx); .ci/run installs it");
-}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -35,37 +26,6 @@ pub async fn start_upstream(seen: Arc<Mutex<Option<HeaderMap>>>) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     port
-}
-
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_nginx(dir: &std::path::Path, server_block: &str) -> Nginx {
-    let config = format!(
-        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {dir}/body;\n proxy_temp_path {dir}/proxy;\n\
-         fastcgi_temp_path {dir}/fastcgi;\n uwsgi_temp_path {dir}/uwsgi;\n scgi_temp_path {dir}/scgi;\n{server_block}\n}}\n",
-        dir = dir.display()
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(nginx_binary())
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    Nginx(child)
 }
 
 /// The shipped nginx.conf, running in front of `app` (trusting nginx's X-Forwarded-For)
