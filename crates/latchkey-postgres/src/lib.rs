@@ -20,6 +20,7 @@ mod flushes;
 mod import;
 mod keys;
 mod schema;
+mod sessions;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -13,6 +13,7 @@
 
 mod flushes;
 mod keys;
+mod sessions;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

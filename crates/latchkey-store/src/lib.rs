@@ -17,6 +17,7 @@ mod from_sqlx;
 pub mod key_writes;
 mod last_master;
 pub mod rows;
+pub mod sessions;
 
 pub use last_master::{ensure_a_master_remains, must_keep_a_master, KeyChange, MasterKind};
 
@@ -93,7 +94,7 @@ pub struct Audited<'a, T> {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: sessions::SessionRows + Send + Sync + 'static {
     /// True when no key exists yet: the server then creates the bootstrap Master key.
     async fn has_no_keys(&self) -> StoreResult<bool>;
 

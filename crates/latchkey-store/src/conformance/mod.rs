@@ -17,6 +17,8 @@ pub mod keys;
 #[cfg(feature = "conformance")]
 pub mod masters;
 #[cfg(feature = "conformance")]
+pub mod sessions;
+#[cfg(feature = "conformance")]
 pub mod usage;
 
 /// A site that is not stored yet.
@@ -82,6 +84,9 @@ macro_rules! conformance_tests {
             masters::a_leaked_last_master_key_can_still_be_blocked,
             masters::the_last_lasting_master_cannot_be_given_an_expiry_or_an_allowlist,
             masters::the_only_master_key_can_be_rotated_without_grace,
+            sessions::a_session_is_found_by_its_id_hash_and_deleted,
+            sessions::a_session_changes_only_from_the_version_that_was_read,
+            sessions::idle_sessions_are_pruned_and_active_ones_kept,
             usage::last_used_only_moves_forward,
             usage::usage_counts_add_up_per_key_and_day,
             usage::credits_are_spent_exactly_under_concurrency_and_refilled,
