@@ -571,13 +571,20 @@ async fn an_unreachable_server_exits_1_with_the_address_it_tried() {
 }
 
 #[tokio::test]
-async fn an_https_url_is_a_usage_error_of_this_plain_http_build() {
+async fn an_https_url_speaks_tls_and_a_url_of_another_scheme_is_a_usage_error() {
     let app = spawn_app().await;
-    let mut command = command(&app, Some(&app.master_key), &["whoami"]);
-    command.env("LATCHKEY_URL", "https://keys.example.com");
-    let refused = run(command).await;
+    // The test server speaks plain HTTP: a TLS handshake with it fails, which proves the
+    // CLI tried TLS rather than sending the key in the clear.
+    let mut over_tls = command(&app, Some(&app.master_key), &["whoami"]);
+    over_tls.env("LATCHKEY_URL", app.address.replace("http://", "https://"));
+    let failed = run(over_tls).await;
+    assert_eq!(failed.status, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("could not reach the server at https://"), "{}", failed.stderr);
+    let mut other = command(&app, Some(&app.master_key), &["whoami"]);
+    other.env("LATCHKEY_URL", "ftp://keys.example.com");
+    let refused = run(other).await;
     assert_eq!(refused.status, 2);
-    assert!(refused.stderr.contains("plain HTTP only"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("must start with https:// or http://"), "{}", refused.stderr);
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 /// Where the server is and how to print; every management command takes these.
 #[derive(Args)]
 pub struct Connection {
-    /// The server's base URL (plain HTTP).
+    /// The server's base URL (`https://` or `http://`).
     #[arg(long, env = "LATCHKEY_URL", default_value = "http://127.0.0.1:8080", global = true, display_order = 100)]
     url: String,
     /// Print the API's JSON answer as is (lists: every page merged into one `data` array).
