@@ -24,22 +24,25 @@ use std::time::Instant;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Request durations by route template and status class (`2xx`…), recorded without a
-/// lock once a pair has been seen.
+/// Request durations by route template and status class (`1xx`…`5xx`). Once a route has
+/// been seen, recording takes a shared read lock, a lookup by `&str` and two atomic adds:
+/// no allocation on the request path.
 #[derive(Default)]
 pub struct HttpStats {
-    durations: RwLock<HashMap<RouteAndClass, Arc<LatencyHistogram>>>,
+    durations: RwLock<HashMap<Box<str>, Arc<ByStatusClass>>>,
 }
 
-/// A route template and the first digit of the status.
-type RouteAndClass = (Arc<str>, u8);
+/// One histogram per status class; index 0 holds anything outside 1xx-5xx.
+type ByStatusClass = [LatencyHistogram; 6];
 
 impl HttpStats {
-    fn histogram(&self, route: &Arc<str>, class: u8) -> Arc<LatencyHistogram> {
-        if let Some(histogram) = self.durations.read().get(&(route.clone(), class)) {
-            return histogram.clone();
+    fn record(&self, route: &str, status: u16, took: std::time::Duration) {
+        let class = usize::from(status / 100).min(5);
+        if let Some(by_class) = self.durations.read().get(route) {
+            return by_class[class].record(took);
         }
-        self.durations.write().entry((route.clone(), class)).or_default().clone()
+        let by_class = self.durations.write().entry(route.into()).or_default().clone();
+        by_class[class].record(took);
     }
 }
 
@@ -59,14 +62,12 @@ pub async fn observe_requests(State(state): State<AppState>, mut request: Reques
     let method = request.method().clone();
     // The template (`/api/v1/keys/{id}`), never the path itself: ids stay out of metric
     // labels, whose number must stay bounded.
-    let route: Arc<str> = match request.extensions().get::<MatchedPath>() {
-        Some(matched) => Arc::from(matched.as_str()),
-        None => Arc::from("unmatched"),
-    };
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let mut response = next.run(request).await;
     let took = started.elapsed();
     let status = response.status().as_u16();
-    state.http_stats.histogram(&route, (status / 100) as u8).record(took);
+    state.http_stats.record(route, status, took);
     tracing::info!(
         target: "latchkey::access",
         method = %method,
@@ -192,11 +193,16 @@ impl Collector for Snapshot {
         )?;
         let mut routes: Vec<_> = self.http.durations.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         routes.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((route, class), histogram) in routes {
-            let (sum, count, buckets) = histogram.snapshot();
-            let status = format!("{class}xx");
-            let labels = [("route", route.as_ref()), ("status", status.as_str())];
-            http.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        for (route, by_class) in routes {
+            for (class, histogram) in by_class.iter().enumerate() {
+                let (sum, count, buckets) = histogram.snapshot();
+                if count == 0 {
+                    continue;
+                }
+                let status = if class == 0 { "other".to_owned() } else { format!("{class}xx") };
+                let labels = [("route", route.as_ref()), ("status", status.as_str())];
+                http.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
         }
         Ok(())
     }
