@@ -2,7 +2,8 @@
 //! response says `nosniff`; HTML pages also refuse framing and leak no referrer), and the
 //! error shape (an error that axum or a library wrote as plain text, such as a path that
 //! is not UTF-8 or a body over the limit, becomes our JSON error on the API and a readable
-//! page on the dashboard).
+//! page on the dashboard; a browser that asks for a page at an address that has none gets
+//! a page too, not the API's JSON).
 
 use crate::error::{ApiError, ErrorCode};
 use axum::extract::Request;
@@ -15,10 +16,19 @@ const MAX_REWRAPPED_BYTES: usize = 4096;
 
 pub async fn guard_responses(request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/api/");
+    let wants_page = !is_api && accepts_html(&request);
     let mut response = next.run(request).await;
     let is_error = response.status().is_client_error() || response.status().is_server_error();
     if is_error && !has_content_type(&response, "application/json") && !has_content_type(&response, "text/html") {
         response = rewrap_error(response, is_api).await;
+    }
+    // A mistyped dashboard address opened in a browser gets a page, not the API's JSON.
+    if wants_page && has_content_type(&response, "application/json") {
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED {
+            let error = ApiError::new(code_for(status), page_message(status));
+            response = crate::dashboard::error_page(error);
+        }
     }
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -28,6 +38,19 @@ pub async fn guard_responses(request: Request, next: Next) -> Response {
         headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
     response
+}
+
+/// A browser navigating asks for HTML first; API clients and scripts do not.
+fn accepts_html(request: &Request) -> bool {
+    request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
+}
+
+fn page_message(status: StatusCode) -> &'static str {
+    if status == StatusCode::NOT_FOUND {
+        "There is no page at this address. Check it for typos, or start again from the API Keys page."
+    } else {
+        "This address cannot be opened that way. Start again from the API Keys page."
+    }
 }
 
 fn has_content_type(response: &Response, expected: &str) -> bool {

@@ -1,92 +1,44 @@
-//! One key's page: usage chart, details, the Edit form (never the value), Rotate, Block or
-//! Unblock, and Delete with a confirmation naming the key.
+//! One key's page: what it is (site, level, scopes, description, who made it, by name),
+//! its usage chart, the Edit form (folded away until wanted; never the value), Rotate, and
+//! a red danger zone with Block and Delete, each confirmed on a page of its own
+//! (`key_actions.rs`).
 
-use super::forms::{expiry_field_value, options_fields, EditForm, RotateForm};
-use super::new_key::new_key_shown_once;
-use super::sessions;
+use super::forms::{EditForm, FieldErrors, KeyFields};
+use super::key_form::key_fields;
+use super::keys_list::rotating_until;
+use super::names::{KeyNames, SiteNames};
 use super::signed_in::{Dashboard, Submitted};
-use super::views::Confirmation;
-use super::views::{self, csrf_field, relative_time};
-use super::{capitalized, page, CsrfForm, PageError, PageResult};
-use crate::error::{ApiError, ErrorCode};
+use super::views::{csrf_field, deadline, form_problems, relative_time, Nav};
+use super::{capitalized, charts, done, page_with_status, PageResult};
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect};
-use latchkey_core::Status;
-use maud::html;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use latchkey_core::{KeyId, KeyRecord, KeyState};
+use latchkey_service::ServiceError;
+use maud::{html, Markup};
+
+/// Grace periods offered for a rotation, in words people use.
+const GRACE_CHOICES: [(u64, &str); 5] = [
+    (0, "Stops at once"),
+    (3600, "1 hour"),
+    (86_400, "1 day"),
+    (7 * 86_400, "7 days"),
+    (30 * 86_400, "30 days (the longest)"),
+];
+
+/// The Edit form as it was sent, with its problems, when a save was refused.
+struct RefusedEdit<'a> {
+    fields: &'a KeyFields,
+    errors: FieldErrors,
+}
 
 pub async fn key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path<String>) -> PageResult {
-    let key = state.service.keys().get(&user.caller, &id).await?;
-    let now = state.clock.now();
-    let status = key.state_at(now).as_str();
-    let levels = user.caller.grantable_levels(key.site_id.as_ref());
-    let expiry_value = expiry_field_value(key.expires_at);
-    let csrf = &user.session.csrf_token;
-    let usage = state.service.keys().usage_of(&user.caller, std::slice::from_ref(&key), 30).await?;
-    let created_by = key.created_by.as_ref().map(ToString::to_string);
-    let body = html! {
-        h2 { "Usage" }
-        @if let Some(days) = usage.get(&key.id) { (views::usage_chart(days)) }
-        h2 { "Details" }
-        table {
-            tbody {
-                tr { th { "Key prefix" } td { code { (key.prefix.as_str()) } } }
-                tr { th { "Status" } td class={ "status-" (status) } { (capitalized(status)) } }
-                tr { th { "Permission" } td { (capitalized(key.permission.as_str())) } }
-                tr { th { "Created" } td { (relative_time(Some(key.created_at), now)) " by " code { (created_by.as_deref().unwrap_or("the server")) } } }
-                tr { th { "Last used" } td { (relative_time(key.last_used_at, now)) } }
-                tr { th { "Expires" } td { (relative_time(key.expires_at, now)) } }
-                @if let Some(owner) = &key.options.owner_id { tr { th { "Owner" } td { (owner.as_str()) } } }
-                @if let Some(metadata) = &key.options.metadata { tr { th { "Metadata" } td { code { (metadata.as_str()) } } } }
-                @if let Some(from) = &key.options.rotated_from { tr { th { "Replaces" } td { a href={ "/keys/" (from) } { (from) } } } }
-                @if let Some(to) = &key.options.rotated_to { tr { th { "Replaced by" } td { a href={ "/keys/" (to) } { (to) } } } }
-                @if let Some(credits) = &key.options.credits { tr { th { "Credits left" } td { (credits.remaining) } } }
-            }
-        }
-        h2 { "Edit" }
-        p.muted { "The key's value never changes. To get a new value, create a new key and delete this one." }
-        form method="post" action={ "/keys/" (key.id) } {
-            (csrf_field(csrf))
-            label for="name" { "Name" }
-            input #name type="text" name="name" maxlength="100" required value=(key.name.as_str());
-            label for="permission" { "Permission level" }
-            select #permission name="permission" {
-                @for level in &levels { option value=(level.as_str()) selected[*level == key.permission] { (capitalized(level.as_str())) } }
-            }
-            label for="scopes" { "Fine-grained scopes" }
-            input #scopes type="text" name="scopes" value=(key.scopes.to_strings().join(" "));
-            label for="description" { "Description" }
-            textarea #description name="description" maxlength="1000" rows="2" { (key.description.as_ref().map(|d| d.as_str()).unwrap_or("")) }
-            label for="expires_at" { "Expires at, UTC (empty: never)" }
-            input #expires_at type="datetime-local" name="expires_at" value=(expiry_value);
-            input type="hidden" name="expires_at_was" value=(expiry_value);
-            (options_fields(&key.options))
-            p { button type="submit" { "Save" } }
-        }
-        h2 { "Rotate" }
-        @if key.status != Status::Blocked {
-            form.toolbar method="post" action={ "/keys/" (key.id) "/rotate" } {
-                (csrf_field(csrf))
-                input type="hidden" name="form_id" value=(sessions::random_token());
-                div {
-                    label for="grace_seconds" { "Old key keeps working for (seconds)" }
-                    input #grace_seconds type="number" min="0" max="2592000" name="grace_seconds" value="0";
-                }
-                button.secondary type="submit" { "Rotate" }
-            }
-        }
-        h2 { "Block or delete" }
-        div.toolbar {
-            @if key.status == Status::Blocked {
-                form.inline method="post" action={ "/keys/" (key.id) "/unblock" } { (csrf_field(csrf)) button.secondary type="submit" { "Unblock" } }
-            } @else {
-                form.inline method="post" action={ "/keys/" (key.id) "/block" } { (csrf_field(csrf)) button.secondary type="submit" { "Block" } }
-            }
-            a.button href={ "/keys/" (key.id) "/delete" } { "Delete…" }
-        }
-        p { a href={ "/audit?key=" (key.id) } { "Audit trail of this key" } }
-    };
-    Ok(page(key.name.as_str(), &user, body))
+    match state.service.keys().get(&user.caller, &id).await {
+        Ok(key) => render(&state, &user, &key, None).await,
+        Err(ServiceError::NotFound(_)) => missing_key_page(&state, &user, &id).await,
+        Err(other) => Err(other.into()),
+    }
 }
 
 pub async fn update_key(
@@ -94,49 +46,188 @@ pub async fn update_key(
     Path(id): Path<String>,
     Submitted { user, form }: Submitted<EditForm>,
 ) -> PageResult {
-    let updated = state.service.keys().edit(&user.caller, &id, &form.edit()?).await?;
-    Ok(Redirect::to(&format!("/keys/{}", updated.id)).into_response())
-}
-
-/// `POST /keys/{id}/block` and `/keys/{id}/unblock` (the other actions have routes of their own).
-pub async fn block_or_unblock_key(
-    State(state): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
-    Submitted { user, .. }: Submitted<CsrfForm>,
-) -> PageResult {
-    let keys = state.service.keys();
-    let key = match action.as_str() {
-        "block" => keys.block(&user.caller, &id).await?,
-        "unblock" => keys.unblock(&user.caller, &id).await?,
-        _ => return Err(PageError::from(ApiError::new(ErrorCode::NotFound, "no such page"))),
-    };
-    Ok(Redirect::to(&format!("/keys/{}", key.id)).into_response())
-}
-
-pub async fn rotate_key(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Submitted { user, form }: Submitted<RotateForm>,
-) -> PageResult {
-    let grace_seconds = form.grace_seconds()?;
-    user.check_single_use(form.form_id.as_deref())?;
-    let (record, secret) = state.service.keys().rotate(&user.caller, &id, grace_seconds).await?;
-    Ok(new_key_shown_once(&user, &record, &secret))
-}
-
-pub async fn delete_key_page(State(state): State<AppState>, user: Dashboard, Path(id): Path<String>) -> PageResult {
     let key = state.service.keys().get(&user.caller, &id).await?;
-    let question = html! {
-        "Delete the key " strong { (key.name.as_str()) } " (" code { (key.prefix.as_str()) } ")? Anything using it stops working immediately. This cannot be undone."
+    let refusal = match form.edit(state.clock.now()) {
+        Ok(edit) => match state.service.keys().edit(&user.caller, &id, &edit).await {
+            Ok(updated) => {
+                let message = format!("Saved the changes to “{}”.", updated.name.as_str());
+                return Ok(done(&user, &format!("/keys/{}", updated.id), message));
+            }
+            Err(error) => FieldErrors::from_service(error)?,
+        },
+        Err(errors) => errors,
     };
-    let back = format!("/keys/{}", key.id);
-    let confirm = Confirmation { question, action: format!("{back}/delete"), subject: key.name.as_str(), cancel: back };
-    Ok(page("Delete API key", &user, confirm.render(&user)))
+    render(&state, &user, &key, Some(RefusedEdit { fields: &form.fields, errors: refusal })).await
 }
 
-pub async fn delete_key(State(state): State<AppState>, Path(id): Path<String>, f: Submitted<CsrfForm>) -> PageResult {
-    let user = f.user;
-    let key = state.service.keys().delete(&user.caller, &id).await?;
-    let site = key.site_id.map(|s| s.to_string()).unwrap_or_default();
-    Ok(Redirect::to(&format!("/keys?site={site}")).into_response())
+/// A key that is not there: deleted (named, with a link to what happened) or never seen.
+async fn missing_key_page(state: &AppState, user: &Dashboard, id: &str) -> PageResult {
+    let known = match KeyId::parse(id) {
+        Some(id) => Some((KeyNames::new(&state.service, &user.caller).look_up(&id).await?, id)),
+        None => None,
+    };
+    let body = html! {
+        div.notice.error role="alert" data-error-code="not_found" {
+            @match &known {
+                Some((super::names::KnownKey::Deleted { name }, _)) => { "The key “" (name) "” was deleted." }
+                _ => { "There is no key at this address that you can see. It may have been deleted." }
+            }
+        }
+        p {
+            @if let Some((_, id)) = &known { a href={ "/audit?key=" (id) } { "What happened to it (audit trail)" } " · " }
+            a href="/keys" { "API Keys" }
+        }
+    };
+    Ok(page_with_status(StatusCode::NOT_FOUND, "Key not found", Nav::Keys, user, body))
+}
+
+async fn render(state: &AppState, user: &Dashboard, key: &KeyRecord, refused: Option<RefusedEdit<'_>>) -> PageResult {
+    let now = state.clock.now();
+    let status = refused.as_ref().map_or(StatusCode::OK, |refused| refused.errors.status());
+    let usage = state.service.keys().usage(&user.caller, key.id.as_str(), 30).await?;
+    let sites = SiteNames::new(&state.service.sites().pickable(&user.caller).await?);
+    let mut names = KeyNames::new(&state.service, &user.caller).knowing(std::slice::from_ref(key));
+    let created_by = match &key.created_by {
+        Some(id) => names.link(id, None).await?,
+        None => html! { "Latchkey itself (the first Master key)" },
+    };
+    let replaces = match &key.options.rotated_from {
+        Some(id) => Some(names.link(id, None).await?),
+        None => None,
+    };
+    let replaced_by = match &key.options.rotated_to {
+        Some(id) => Some(names.link(id, None).await?),
+        None => None,
+    };
+    let body = html! {
+        @if let (Some(until), Some(new)) = (rotating_until(key, now), &replaced_by) {
+            div.notice.warning role="status" data-testid="rotating" {
+                strong { "Being replaced." } " This key keeps working until " (deadline(until, now)) ", then stops. Its replacement: " (new) "."
+            }
+        }
+        @if user.owns(key) { div.notice role="status" { "This is the key you are signed in with." } }
+        (facts(key, &sites, created_by, replaces, replaced_by, now))
+        h2 { "Usage" }
+        (charts::usage_chart(&usage))
+        (edit_panel(user, key, refused))
+        (rotate_panel(key, now))
+        (danger_zone(user, key))
+        p { a href={ "/audit?key=" (key.id) } { "Audit trail of this key" } }
+    };
+    Ok(page_with_status(status, key.name.as_str(), Nav::Keys, user, body))
+}
+
+fn facts(
+    key: &KeyRecord,
+    sites: &SiteNames,
+    created_by: Markup,
+    replaces: Option<Markup>,
+    replaced_by: Option<Markup>,
+    now: DateTime<Utc>,
+) -> Markup {
+    let state = key.state_at(now).as_str();
+    let options = &key.options;
+    html! {
+        dl.facts {
+            dt { "Site" } dd { (sites.show(key.site_id.as_ref())) }
+            dt { "Key prefix" } dd { code.prefix { (key.prefix.as_str()) "…" } }
+            dt { "Status" } dd class={ "status-" (state) } { (capitalized(state)) }
+            dt { "Permission" } dd { (capitalized(key.permission.as_str())) }
+            dt { "Scopes" } dd {
+                @if key.scopes.is_empty() { span.muted { "None: the level alone decides" } }
+                @for scope in key.scopes.iter() { code { (scope.as_str()) } " " }
+            }
+            dt { "Description" } dd {
+                @match &key.description { Some(d) => (d.as_str()), None => span.muted { "None" } }
+            }
+            dt { "Created" } dd { (relative_time(Some(key.created_at), now)) " by " (created_by) }
+            dt { "Last used" } dd { (relative_time(key.last_used_at, now)) }
+            dt { "Expires" } dd {
+                @match key.expires_at { Some(at) => (deadline(at, now)), None => span.muted { "Never" } }
+            }
+            @if let Some(owner) = &options.owner_id { dt { "Owner" } dd { (owner.as_str()) } }
+            @if let Some(metadata) = &options.metadata { dt { "Metadata" } dd { code { (metadata.as_str()) } } }
+            @if !options.ip_allowlist.is_empty() {
+                dt { "IP allowlist" } dd { @for net in &options.ip_allowlist { code { (net) } " " } }
+            }
+            @if let Some(limit) = options.ratelimit {
+                dt { "Rate limit" } dd { (limit.limit) " requests per " (limit.window_seconds) " s" }
+            }
+            @if let Some(credits) = &options.credits { dt { "Credits left" } dd { (credits.remaining) } }
+            @if let Some(from) = replaces { dt { "Replaces" } dd { (from) } }
+            @if let Some(to) = replaced_by { dt { "Replaced by" } dd { (to) } }
+        }
+    }
+}
+
+/// The Edit form, folded away unless a save was just refused.
+fn edit_panel(user: &Dashboard, key: &KeyRecord, refused: Option<RefusedEdit<'_>>) -> Markup {
+    let current = KeyFields::of(key);
+    let (fields, errors) = match &refused {
+        Some(refused) => (refused.fields, &refused.errors),
+        None => (&current, &FieldErrors::default()),
+    };
+    let levels = user.caller.grantable_levels(key.site_id.as_ref());
+    html! {
+        details.panel #edit open[refused.is_some()] {
+            summary { "Edit name, level, scopes, expiry and limits" }
+            (form_problems(errors, "Nothing was saved."))
+            p.hint { "The key's value never changes here; to get a new value, rotate the key (below)." }
+            form method="post" action={ "/keys/" (key.id) } {
+                (csrf_field(&user.session.csrf_token))
+                (key_fields(fields, errors, &levels))
+                input type="hidden" name="expires_at_was" value=(current.expires_at);
+                p { button type="submit" { "Save changes" } }
+            }
+        }
+    }
+}
+
+fn rotate_panel(key: &KeyRecord, now: DateTime<Utc>) -> Markup {
+    html! {
+        section.panel aria-labelledby="rotate-heading" {
+            h2 #rotate-heading { "Rotate: get a new value" }
+            @match key.state_at(now) {
+                KeyState::Active => {
+                    p { "Rotation creates a new key with the same name, level, scopes and settings, shown once. The old value keeps working for the time you pick, so you can replace it without downtime." }
+                    form.toolbar method="get" action={ "/keys/" (key.id) "/rotate" } {
+                        div {
+                            label for="grace" { "The old key keeps working for" }
+                            select #grace name="grace" {
+                                @for (seconds, words) in GRACE_CHOICES { option value=(seconds) selected[seconds == 3600] { (words) } }
+                            }
+                        }
+                        button.secondary type="submit" { "Rotate…" }
+                    }
+                }
+                KeyState::Blocked => p { "A blocked key cannot be rotated. Unblock it first (below), or create a new key." },
+                KeyState::Expired => p { "An expired key cannot be rotated. Create a new key instead." },
+            }
+        }
+    }
+}
+
+fn danger_zone(user: &Dashboard, key: &KeyRecord) -> Markup {
+    let blocked = key.status == latchkey_core::Status::Blocked;
+    html! {
+        section.danger-zone aria-labelledby="danger-heading" {
+            h2 #danger-heading { "Danger zone" }
+            div.action {
+                @if blocked {
+                    p { strong { "Unblock" } ": let this key work again, everywhere, at once." }
+                    form.inline method="post" action={ "/keys/" (key.id) "/unblock" } {
+                        (csrf_field(&user.session.csrf_token))
+                        button.danger-outline type="submit" { "Unblock" }
+                    }
+                } @else {
+                    p { strong { "Block" } ": every request made with this key is refused at once. You can unblock it later." }
+                    a.button.danger href={ "/keys/" (key.id) "/block" } { "Block…" }
+                }
+            }
+            div.action {
+                p { strong { "Delete" } ": the key is gone for good; anything using it stops working. This cannot be undone." }
+                a.button.danger href={ "/keys/" (key.id) "/delete" } { "Delete…" }
+            }
+        }
+    }
 }

@@ -5,22 +5,31 @@
 //! revocation are shared, not re-implemented.
 //!
 //! One module per job: `sessions` (server-side sessions), `signed_in` (sign-in, sign-out,
-//! the signed-in user, CSRF), `forms` (form fields → the service's domain types), then one
-//! module per page, and `views` (layout and widgets).
+//! the signed-in user, CSRF), `forms` (form fields → the service's domain types, with
+//! each problem next to its field), `listing` (pages of keys and the pager), `names`
+//! (ids → names), then one module per page (`keys_list`, `new_key`, `key_page`,
+//! `key_actions`, `audit_page`, `sites_page`), and the views: `views` (layout, widgets),
+//! `key_form`, `charts`, `style`.
 
 mod audit_page;
+mod charts;
 mod forms;
+mod key_actions;
+mod key_form;
 mod key_page;
 mod keys_list;
+mod listing;
+mod names;
 mod new_key;
 pub mod sessions;
 mod signed_in;
 mod sites_page;
+mod style;
 mod views;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,7 +37,7 @@ use latchkey_service::ServiceError;
 use maud::{html, Markup};
 use serde::Deserialize;
 use signed_in::Dashboard;
-use views::{layout, notice, SignedIn};
+use views::{layout, notice, Nav, SignedIn};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,9 +47,10 @@ pub fn routes() -> Router<AppState> {
         .route("/keys", get(keys_list::keys_page))
         .route("/keys/new", get(new_key::new_key_page).post(new_key::create_key))
         .route("/keys/{id}", get(key_page::key_page).post(key_page::update_key))
-        .route("/keys/{id}/rotate", post(key_page::rotate_key))
-        .route("/keys/{id}/{action}", post(key_page::block_or_unblock_key))
-        .route("/keys/{id}/delete", get(key_page::delete_key_page).post(key_page::delete_key))
+        .route("/keys/{id}/rotate", get(key_actions::rotate_page).post(key_actions::rotate_key))
+        .route("/keys/{id}/unblock", post(key_actions::unblock_key))
+        .route("/keys/{id}/block", get(key_actions::block_page).post(key_actions::block_key))
+        .route("/keys/{id}/delete", get(key_actions::delete_page).post(key_actions::delete_key))
         .route("/audit", get(audit_page::audit_page))
         .route("/sites", get(sites_page::sites_page).post(sites_page::create_site))
         .route("/sites/{id}/rename", post(sites_page::rename_site))
@@ -80,14 +90,27 @@ pub fn error_page(error: ApiError) -> Response {
     PageError(error).into_response()
 }
 
+/// A heading people understand for each kind of failure.
+fn error_title(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::CONFLICT => "That cannot be done now",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => "That did not work",
+        _ => "Something went wrong",
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (code, status) = self.0.code.describe();
+        let message = capitalized(&self.0.message);
         let body = layout(
-            views::Page { title: "Something went wrong", signed_in: None },
+            views::Page { title: error_title(status), signed_in: None },
             html! {
                 // The machine name too, for scripts and support requests.
-                div data-error-code=(code) { (notice(&self.0.message, true)) }
+                div data-error-code=(code) { (notice(&message, true)) }
                 p { a href="javascript:history.back()" { "Go back" } " · " a href="/keys" { "API Keys" } }
             },
         );
@@ -97,17 +120,33 @@ impl IntoResponse for PageError {
 
 type PageResult = Result<Response, PageError>;
 
-fn page(title: &str, user: &Dashboard, body: Markup) -> Response {
+/// A signed-in page, with the message the last action left (shown once).
+fn page(title: &str, nav: Nav, user: &Dashboard, body: Markup) -> Response {
+    page_with_status(StatusCode::OK, title, nav, user, body)
+}
+
+/// A signed-in page answering `status` (a refused form comes back as 422, with the form).
+fn page_with_status(status: StatusCode, title: &str, nav: Nav, user: &Dashboard, body: Markup) -> Response {
+    let level = capitalized(user.caller.permission.as_str());
     let signed_in = SignedIn {
-        prefix: &user.session.key_prefix,
+        key_name: &user.key_name,
+        level: &level,
         csrf: &user.session.csrf_token,
         is_master: user.caller.is_master(),
+        current: nav,
+        flash: user.session.take_flash(),
     };
-    let mut response =
-        Html(layout(views::Page { title, signed_in: Some(signed_in) }, body).into_string()).into_response();
+    let html = layout(views::Page { title, signed_in: Some(signed_in) }, body).into_string();
+    let mut response = (status, Html(html)).into_response();
     // Pages may show a fresh key or key metadata: never keep them in a cache.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Goes to `to`, where `message` says what was done.
+fn done(user: &Dashboard, to: &str, message: String) -> Response {
+    user.session.set_flash(message);
+    Redirect::to(to).into_response()
 }
 
 fn capitalized(word: &str) -> String {
@@ -115,7 +154,16 @@ fn capitalized(word: &str) -> String {
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
-/// A form whose only field is the CSRF token (block, unblock, delete, sign out).
+/// A query string from pairs, encoded.
+fn query(pairs: &[(&str, &str)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs.iter().filter(|(_, value)| !value.is_empty()) {
+        serializer.append_pair(name, value);
+    }
+    serializer.finish()
+}
+
+/// A form whose only field is the CSRF token (unblock, sign out).
 #[derive(Deserialize)]
 struct CsrfForm {
     csrf: Option<String>,
@@ -132,4 +180,4 @@ macro_rules! carries_csrf {
     };
 }
 
-carries_csrf!(CsrfForm, forms::KeyForm, forms::EditForm, forms::RotateForm, sites_page::SiteForm);
+carries_csrf!(CsrfForm, forms::KeyForm, forms::EditForm, forms::RotateForm, forms::ConfirmForm, sites_page::SiteForm);

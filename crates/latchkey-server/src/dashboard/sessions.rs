@@ -2,14 +2,16 @@
 //! an HttpOnly, SameSite=Strict cookie, never the key. A session remembers the key's
 //! hash, and every request re-checks that hash through the service's verification entry,
 //! so blocking or deleting the key ends its sessions at once. Idle time is measured on
-//! the service's `Clock`, so tests move time instead of waiting.
+//! the service's `Clock`, so tests move time instead of waiting. A session also carries
+//! what must survive one redirect: the single-use forms it has sent, and a message for the
+//! next page ("Saved", "Blocked").
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use latchkey_core::KeyHash;
+use latchkey_core::{KeyHash, KeyId};
 use latchkey_service::Clock;
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,14 +22,63 @@ pub struct Session {
     /// Every state-changing form must carry this token.
     pub csrf_token: String,
     last_seen: Mutex<DateTime<Utc>>,
-    /// Create forms already submitted, so a reload cannot create a second key.
-    used_forms: Mutex<HashSet<String>>,
+    /// Forms that create a key (New API Key, Rotate), by their single-use id, so a reload
+    /// or a second click cannot create a second key.
+    forms: Mutex<HashMap<String, FormUse>>,
+    /// A message for the next page shown, set before a redirect.
+    flash: Mutex<Option<String>>,
+}
+
+/// What became of a single-use form already sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormUse {
+    /// Sent, and its answer is not there yet (a double click).
+    InFlight,
+    /// It created this key.
+    Created(KeyId),
+}
+
+/// A single-use form claimed for one submission. Dropped without `created`, the claim is
+/// released: a submission that failed created nothing, so the same form may be sent again.
+pub struct FormClaim<'a> {
+    session: &'a Session,
+    form_id: String,
+    created: bool,
+}
+
+impl FormClaim<'_> {
+    pub fn created(mut self, key: KeyId) {
+        self.session.forms.lock().insert(self.form_id.clone(), FormUse::Created(key));
+        self.created = true;
+    }
+}
+
+impl Drop for FormClaim<'_> {
+    fn drop(&mut self) {
+        if !self.created {
+            self.session.forms.lock().remove(&self.form_id);
+        }
+    }
 }
 
 impl Session {
-    /// Returns false if `form_id` was used before (and marks it used).
-    pub fn first_use_of_form(&self, form_id: &str) -> bool {
-        self.used_forms.lock().insert(form_id.to_owned())
+    /// Claims a single-use form for this submission, or says what its earlier one did.
+    pub fn claim_form(&self, form_id: &str) -> Result<FormClaim<'_>, FormUse> {
+        let mut forms = self.forms.lock();
+        if let Some(earlier) = forms.get(form_id) {
+            return Err(earlier.clone());
+        }
+        forms.insert(form_id.to_owned(), FormUse::InFlight);
+        Ok(FormClaim { session: self, form_id: form_id.to_owned(), created: false })
+    }
+
+    /// Keeps `message` for the next page this session is shown.
+    pub fn set_flash(&self, message: impl Into<String>) {
+        *self.flash.lock() = Some(message.into());
+    }
+
+    pub fn take_flash(&self) -> Option<String> {
+        self.flash.lock().take()
     }
 }
 
@@ -57,7 +108,8 @@ impl SessionStore {
             key_prefix,
             csrf_token: random_token(),
             last_seen: Mutex::new(self.clock.now()),
-            used_forms: Mutex::new(HashSet::new()),
+            forms: Mutex::new(HashMap::new()),
+            flash: Mutex::new(None),
         };
         self.sessions.insert(id.clone(), Arc::new(session));
         id
@@ -108,5 +160,18 @@ mod tests {
         assert!(sessions.find(&id).is_some(), "59 s idle is within the timeout");
         clock.advance(chrono::Duration::seconds(61));
         assert!(sessions.find(&id).is_none(), "61 s idle ends the session");
+    }
+
+    #[test]
+    fn a_single_use_form_that_failed_can_be_sent_again_and_one_that_created_a_key_cannot() {
+        let sessions = SessionStore::new(Duration::from_secs(60), Arc::new(ManualClock::starting_now()));
+        let hash = latchkey_core::KeyFormat::default().generate().hash();
+        let session = sessions.find(&sessions.start(hash, "lk_test".into())).unwrap();
+        let claim = session.claim_form("form-1").unwrap();
+        assert_eq!(session.claim_form("form-1").err(), Some(FormUse::InFlight), "a double click is refused");
+        drop(claim);
+        let key = KeyId::generate();
+        session.claim_form("form-1").expect("a failed submission frees the form").created(key.clone());
+        assert_eq!(session.claim_form("form-1").err(), Some(FormUse::Created(key)));
     }
 }

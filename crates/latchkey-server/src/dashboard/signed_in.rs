@@ -3,7 +3,7 @@
 //! verification entry with the dashboard's requirement (Admin or Master) and the client's
 //! address, so blocking, deleting, expiring or allowlisting a key holds here as on the API.
 
-use super::sessions::Session;
+use super::sessions::{FormClaim, FormUse, Session};
 use super::views::{self, layout, notice};
 use super::{sessions, CsrfForm, PageError, PageResult};
 use crate::error::{ApiError, ErrorCode};
@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use latchkey_core::{Actor, Caller, Refusal, Requirement};
+use latchkey_core::{Actor, Caller, KeyRecord, Refusal, Requirement};
 use latchkey_service::{Check, Presented, Verdict};
 use maud::html;
 use serde::de::DeserializeOwned;
@@ -33,6 +33,8 @@ pub struct Dashboard {
     pub session: Arc<Session>,
     session_id: String,
     pub caller: Caller,
+    /// The signed-in key's name, as the header shows it ("Signed in as CI deploy").
+    pub key_name: String,
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -51,7 +53,8 @@ impl FromRequestParts<AppState> for Dashboard {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let to_login = |reason: &str| Redirect::to(&format!("/login?reason={reason}")).into_response();
-        let session_id = cookie_value(&parts.headers, SESSION_COOKIE).ok_or_else(|| to_login("signed_out"))?;
+        let session_id =
+            cookie_value(&parts.headers, SESSION_COOKIE).ok_or_else(|| Redirect::to("/login").into_response())?;
         let session = state.sessions.find(&session_id).ok_or_else(|| to_login("expired_session"))?;
         let ip = client_ip(parts, state);
         let check = Check::any_valid_key(ip).requiring(Requirement::dashboard());
@@ -77,7 +80,7 @@ impl FromRequestParts<AppState> for Dashboard {
             key_prefix: Some(session.key_prefix.clone()),
             source_ip: ip.map(|ip| ip.to_string()),
         };
-        Ok(Dashboard { caller: key.caller(actor), session, session_id })
+        Ok(Dashboard { caller: key.caller(actor), key_name: key.name.to_string(), session, session_id })
     }
 }
 
@@ -108,15 +111,13 @@ impl<T: DeserializeOwned + CarriesCsrf + Send> FromRequest<AppState> for Submitt
 
 impl Dashboard {
     /// Forms that show a new key are single-use, so a reload cannot make a second key.
-    pub fn check_single_use(&self, form_id: Option<&str>) -> Result<(), PageError> {
-        if self.session.first_use_of_form(form_id.unwrap_or_default()) {
-            Ok(())
-        } else {
-            Err(PageError(ApiError::new(
-                ErrorCode::Conflict,
-                "This form was already submitted, so nothing was done twice. The key shown then cannot be shown again.",
-            )))
-        }
+    pub fn claim_form(&self, form_id: Option<&str>) -> Result<FormClaim<'_>, FormUse> {
+        self.session.claim_form(form_id.unwrap_or_default())
+    }
+
+    /// Whether `key` is the one this user signed in with.
+    pub fn owns(&self, key: &KeyRecord) -> bool {
+        self.caller.actor.key_id.as_ref() == Some(&key.id)
     }
 
     /// Every state-changing form carries the session's CSRF token.
@@ -138,19 +139,34 @@ pub struct LoginQuery {
 
 pub async fn login_page(Query(query): Query<LoginQuery>) -> Response {
     let message = match query.reason.as_deref() {
-        Some("key_revoked") => Some("Your key was blocked, deleted or has expired; you have been signed out."),
-        Some("ip_not_allowed") => Some("Your key may not be used from this address; you have been signed out."),
-        Some("expired_session") => Some("Your session has ended. Sign in again."),
+        Some("signed_out") => Some(Message::Success("You have signed out.")),
+        Some("key_revoked") => {
+            Some(Message::Problem("Your key was blocked, deleted or has expired; you have been signed out."))
+        }
+        Some("ip_not_allowed") => {
+            Some(Message::Problem("Your key may not be used from this address; you have been signed out."))
+        }
+        Some("expired_session") => Some(Message::Problem("Your session has ended. Sign in again.")),
         _ => None,
     };
     login_form(message, StatusCode::OK)
 }
 
+/// What the sign-in page says above its form.
+enum Message {
+    Success(&'static str),
+    Problem(&'static str),
+}
+
 /// The sign-in page, with a fresh login token in the form and in a cookie.
-fn login_form(message: Option<&str>, status: StatusCode) -> Response {
+fn login_form(message: Option<Message>, status: StatusCode) -> Response {
     let token = sessions::random_token();
     let body = html! {
-        @if let Some(message) = message { (notice(message, status != StatusCode::OK)) }
+        @match message {
+            Some(Message::Success(text)) => (views::success(text)),
+            Some(Message::Problem(text)) => (notice(text, true)),
+            None => {},
+        }
         p { "Paste an Admin or Master API key. It is checked by the server and never stored in your browser." }
         form method="post" action="/login" {
             input type="hidden" name="login_token" value=(token);
@@ -195,7 +211,7 @@ pub struct LoginForm {
 }
 
 /// The cookie is `Secure` only when a trusted proxy says the browser used https.
-fn is_https(headers: &HeaderMap, state: &AppState, peer: Option<SocketAddr>) -> bool {
+pub(super) fn is_https(headers: &HeaderMap, state: &AppState, peer: Option<SocketAddr>) -> bool {
     peer.is_some_and(|peer| state.config.trusted_proxies.trusts(peer.ip()))
         && headers.get("x-forwarded-proto").is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"https"))
 }
@@ -209,7 +225,8 @@ pub async fn login(
 ) -> Response {
     let expected = cookie_value(&headers, LOGIN_COOKIE);
     if form.login_token.is_empty() || expected.as_deref() != Some(form.login_token.as_str()) {
-        let page = login_form(Some("This sign-in form is out of date. Try again."), StatusCode::FORBIDDEN);
+        let page =
+            login_form(Some(Message::Problem("This sign-in form is out of date. Try again.")), StatusCode::FORBIDDEN);
         return with_error_code(page, ErrorCode::CsrfFailed);
     }
     let presented = Presented::from_header(Some(&form.key));
@@ -227,7 +244,7 @@ pub async fn login(
     let prefix = presented.display_prefix().unwrap_or_else(|| "an imported key".to_owned());
     let Some(hash) = hash else {
         let (status, message) = sign_in_refusal(refusal.unwrap_or(Refusal::InvalidKey));
-        return login_form(Some(message), status);
+        return login_form(Some(Message::Problem(message)), status);
     };
     let session_id = state.sessions.start(hash, prefix);
     let secure = if is_https(&headers, &state, peer) { "; Secure" } else { "" };

@@ -1,15 +1,16 @@
 //! The dashboard in a real headless Chromium, driven through chromedriver (Debian's
-//! `chromium` and `chromium-driver`; `.ci/run` installs them). Screenshots of the main
-//! pages go to `target/tmp/screenshots/`.
+//! `chromium` and `chromium-driver`; `.ci/run` installs them): the harness every
+//! `dashboard_*` browser test uses, and walks through the whole dashboard. The pictures in
+//! `docs/screenshots/` come from `dashboard_screenshots.rs`.
 
-use crate::helpers::{eventually, spawn_app, spawn_app_with_sites, start_and_wait, ChildProcess, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with_sites, start_and_wait, ChildProcess, TestApp};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 
-struct Browser {
-    client: Client,
+pub struct Browser {
+    pub client: Client,
     _driver: ChildProcess,
     _profile: tempfile::TempDir,
 }
@@ -22,7 +23,12 @@ fn require(path: &str, package: &str) -> String {
     path.to_owned()
 }
 
-async fn start_browser() -> Browser {
+pub async fn start_browser() -> Browser {
+    start_browser_with(&[]).await
+}
+
+/// A headless Chromium with these extra command-line arguments.
+pub async fn start_browser_with(extra_args: &[&str]) -> Browser {
     let chromedriver = require("/usr/bin/chromedriver", "chromium-driver");
     let chromium = require("/usr/bin/chromium", "chromium");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -30,16 +36,24 @@ async fn start_browser() -> Browser {
     command.arg(format!("--port={port}"));
     let driver = start_and_wait(command, &format!("http://127.0.0.1:{port}/status"), "chromedriver").await;
     let profile = tempfile::tempdir().unwrap();
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }
-    });
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1280,900",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
+    args.extend(extra_args.iter().map(|arg| arg.to_string()));
+    let capabilities = json!({ "goog:chromeOptions": { "binary": chromium, "args": args } });
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let client = ClientBuilder::new(connector)
         .capabilities(capabilities.as_object().unwrap().clone())
@@ -49,87 +63,168 @@ async fn start_browser() -> Browser {
     Browser { client, _driver: driver, _profile: profile }
 }
 
+/// Polls `read` every 50 ms until `done` accepts what it read, for at most 5 s; returns
+/// the last reading either way, for the caller's assertion to show.
+pub async fn poll<T, F, Fut>(mut read: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let value = read().await;
+        if done(&value) || start.elapsed() > Duration::from_secs(5) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Browser {
-    async fn open(&self, app: &TestApp, path: &str) {
-        self.client.goto(&format!("{}{path}", app.address)).await.unwrap();
+    pub async fn open(&self, app: &TestApp, path: &str) {
+        self.open_url(&format!("{}{path}", app.address)).await;
     }
 
-    async fn fill(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.unwrap();
+    pub async fn open_url(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("no field {css}"));
         field.clear().await.unwrap();
         field.send_keys(text).await.unwrap();
     }
 
-    async fn click(&self, css: &str) {
+    pub async fn click(&self, css: &str) {
         self.client.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("no {css}")).click().await.unwrap();
     }
 
-    async fn click_button(&self, text: &str) {
+    /// Clicks the button or link whose text is `text`, once the page shows it.
+    pub async fn click_button(&self, text: &str) {
         let xpath = format!("//button[normalize-space()='{text}'] | //a[normalize-space()='{text}']");
-        self.client
-            .find(Locator::XPath(&xpath))
-            .await
-            .unwrap_or_else(|_| panic!("no button {text:?}"))
-            .click()
-            .await
-            .unwrap();
+        let found = poll(|| self.client.find(Locator::XPath(&xpath)), Result::is_ok).await;
+        found.unwrap_or_else(|_| panic!("no button {text:?}")).click().await.unwrap();
+    }
+
+    /// Picks the option whose text is `text` in the select `css`.
+    pub async fn choose(&self, css: &str, text: &str) {
+        let select = self.client.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("no select {css}"));
+        select.select_by_label(text).await.unwrap_or_else(|_| panic!("no option {text:?} in {css}"));
     }
 
     /// The page's text once loaded. Clicks that submit a form return before the next
     /// page has loaded, so reads retry until the document is stable.
-    async fn page_text(&self) -> String {
-        for _ in 0..100 {
-            if let Ok(body) = self.client.find(Locator::Css("body")).await {
-                if let Ok(text) = body.text().await {
-                    return text;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the page never settled");
+    pub async fn page_text(&self) -> String {
+        let read = || async { self.client.find(Locator::Css("body")).await.ok()?.text().await.ok() };
+        poll(read, Option::is_some).await.expect("the page never settled")
     }
 
     /// Waits (with a deadline) until the page shows `text`; returns the page's text.
-    async fn expect_text(&self, text: &str) -> String {
-        let mut last = String::new();
-        for _ in 0..100 {
-            last = self.page_text().await;
-            if last.contains(text) {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the page never showed {text:?}; it shows:\n{last}");
+    pub async fn expect_text(&self, text: &str) -> String {
+        let last = poll(|| self.page_text(), |page| page.contains(text)).await;
+        assert!(last.contains(text), "the page never showed {text:?}; it shows:\n{last}");
+        last
+    }
+
+    /// The text of the first element matching `css`, once there is one.
+    pub async fn text_of(&self, css: &str) -> String {
+        let read = || async { self.client.find(Locator::Css(css)).await.ok()?.text().await.ok() };
+        poll(read, Option::is_some).await.unwrap_or_else(|| panic!("nothing matches {css}"))
+    }
+
+    /// The value of the form field `css` (what is typed in it, or the picked option).
+    pub async fn value_of(&self, css: &str) -> String {
+        let field = self.client.find(Locator::Css(css)).await.unwrap_or_else(|_| panic!("no field {css}"));
+        field.prop("value").await.unwrap().unwrap_or_default()
     }
 
     /// Waits (with a deadline) until the browser is at `path`.
-    async fn expect_path(&self, path: &str) {
-        let mut last = String::new();
-        for _ in 0..100 {
-            last = self.client.current_url().await.unwrap().path().to_owned();
-            if last == path {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected to be at {path}, still at {last}");
+    pub async fn expect_path(&self, path: &str) {
+        let last = poll(|| async { self.client.current_url().await.unwrap().path().to_owned() }, |at| at == path).await;
+        assert_eq!(last, path, "expected to be at {path}");
     }
 
-    async fn sign_in(&self, app: &TestApp, key: &str) {
-        self.open(app, "/login").await;
+    /// Runs `script` in the page and returns its result.
+    pub async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap_or_else(|error| panic!("{script}: {error}"))
+    }
+
+    /// How many pixels the page is wider than the window (0 when it never scrolls sideways).
+    pub async fn sideways_overflow(&self) -> i64 {
+        self.js("return document.documentElement.scrollWidth - window.innerWidth").await.as_i64().unwrap()
+    }
+
+    /// Signs in and waits for the first page behind the sign-in.
+    pub async fn sign_in(&self, app: &TestApp, key: &str) {
+        self.sign_in_at(&app.address, key).await;
+    }
+
+    /// Signs in at `base` (an address other than the app's own, to test another origin).
+    pub async fn sign_in_at(&self, base: &str, key: &str) {
+        self.try_sign_in_at(base, key).await;
+        self.expect_text("Sign out").await;
+    }
+
+    /// Sends the sign-in form, whatever the answer.
+    pub async fn try_sign_in_at(&self, base: &str, key: &str) {
+        self.open_url(&format!("{base}/login")).await;
         self.fill("#key", key).await;
         self.click_button("Sign in").await;
     }
 
-    async fn screenshot(&self, name: &str) {
+    /// Sends a DevTools command through chromedriver.
+    pub async fn devtools(&self, cmd: &'static str, params: serde_json::Value) -> serde_json::Value {
+        self.client.issue_cmd(DevTools { cmd, params }).await.unwrap_or_else(|error| panic!("{cmd}: {error}"))
+    }
+
+    /// Lays the page out `width` × `height` CSS pixels, as a phone of that size would.
+    /// (Resizing the window cannot: headless Chromium keeps windows at least 500 px wide.)
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        let metrics = json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false });
+        self.devtools("Emulation.setDeviceMetricsOverride", metrics).await;
+        let inner = self.js("return window.innerWidth").await;
+        assert_eq!(inner.as_u64(), Some(u64::from(width)), "the page is laid out {width} px wide");
+    }
+
+    /// The current page as a PNG in `dir`, as wide as the viewport and as tall as the page.
+    pub async fn screenshot_into(&self, dir: &std::path::Path, name: &str) {
+        let width = self.js("return window.innerWidth").await.as_u64().unwrap() as u32;
+        let viewport = self.js("return window.innerHeight").await.as_u64().unwrap() as u32;
+        let height = self.js("return document.documentElement.scrollHeight").await.as_u64().unwrap() as u32;
+        self.set_viewport(width, height.clamp(viewport, 6000)).await;
         let png = self.client.screenshot().await.unwrap();
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
+        self.set_viewport(width, viewport).await;
+        std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    pub async fn close(self) {
+        self.client.clone().close().await.unwrap();
     }
 }
 
-async fn verify_code(app: &TestApp, key: &str) -> String {
+/// A DevTools command, sent through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct DevTools {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base_url.join(&format!("session/{}/goog/cdp/execute", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()))
+    }
+}
+
+pub async fn verify_code(app: &TestApp, key: &str) -> String {
     let (_, answer) = app.call(reqwest::Method::POST, "/api/v1/verify", None, Some(json!({ "key": key }))).await;
     answer["code"].as_str().unwrap().to_owned()
 }
@@ -145,8 +240,7 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
     browser.open(&app, "/sites").await;
     browser.fill("#new-site", "Astro blog").await;
     browser.click_button("Create site").await;
-    browser.expect_text("Astro blog").await;
-    browser.screenshot("sites").await;
+    browser.expect_text("Created the site Astro blog.").await;
     let (_, sites) = app.get("/api/v1/sites", &app.master_key).await;
     let site = sites["data"][0]["id"].as_str().unwrap().to_owned();
 
@@ -155,63 +249,52 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
     browser.expect_text("This site has no API keys yet").await;
     browser.click_button("New API Key").await;
     browser.fill("#name", "Frontend").await;
-    browser.click("#permission option[value=read]").await;
-    browser.click_button("Create").await;
-    browser.expect_text("Copy it now; you won't be able to see it again.").await;
-    let key = browser.client.find(Locator::Css("#new-key")).await.unwrap().text().await.unwrap().trim().to_owned();
-    browser.screenshot("new-key").await;
-    assert_eq!(verify_code(&app, &key).await, "valid", "the key from the one-time dialog works");
+    browser.choose("#permission", "Read").await;
+    browser.click_button("Create key").await;
+    browser.expect_text("Copy this key now: it is shown only this once.").await;
+    let key = browser.text_of("#new-key").await.trim().to_owned();
+    assert_eq!(verify_code(&app, &key).await, "valid", "the key from the one-time page works");
 
     // Listed with the right prefix and status; the full key is nowhere on the page.
     browser.click_button("Done").await;
     let listing = browser.expect_text(&key[..12]).await;
     assert!(listing.contains("Frontend") && listing.contains("Active"), "{listing}");
     assert!(!browser.client.source().await.unwrap().contains(&key));
-    browser.screenshot("keys").await;
-    // Phone width: the page itself never scrolls sideways (the table scrolls in its box).
-    browser.client.set_window_size(390, 844).await.unwrap();
-    let overflow = browser
-        .client
-        .execute("return document.documentElement.scrollWidth - window.innerWidth", vec![])
-        .await
-        .unwrap();
-    assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone screen by {overflow}px");
-    browser.screenshot("keys-phone").await;
-    browser.client.set_window_size(1280, 900).await.unwrap();
 
-    // Block, unblock, rename, delete.
+    // Block (asked first), unblock, rename, delete (asked first).
     browser.click("a[href^='/keys/key_']").await;
-    browser.expect_text("Last 30 days:").await;
-    browser.click_button("Block").await;
+    browser.expect_text("Danger zone").await;
+    browser.click_button("Block…").await;
+    browser.expect_text("Block the key Frontend").await;
+    assert_eq!(verify_code(&app, &key).await, "valid", "asking blocks nothing");
+    browser.click_button("Block Frontend").await;
     browser.expect_text("Unblock").await;
     assert_eq!(verify_code(&app, &key).await, "key_blocked");
-    browser.screenshot("key-detail").await;
     browser.click_button("Unblock").await;
-    browser.expect_text("Block").await;
-    eventually(Duration::from_secs(5), || async { verify_code(&app, &key).await == "valid" }).await;
+    browser.expect_text("Unblocked “Frontend”").await;
     assert_eq!(verify_code(&app, &key).await, "valid");
+    browser.click("#edit summary").await;
     browser.fill("#name", "Frontend v2").await;
-    browser.click_button("Save").await;
-    browser.expect_text("Frontend v2").await;
+    browser.click_button("Save changes").await;
+    browser.expect_text("Saved the changes to “Frontend v2”.").await;
     browser.click_button("Delete…").await;
     browser.expect_text("Delete the key Frontend v2").await;
     browser.click_button("Delete Frontend v2").await;
     browser.expect_text("This site has no API keys yet").await;
     assert_eq!(verify_code(&app, &key).await, "invalid_api_key");
-    browser.expect_text("This site has no API keys yet").await;
 
-    // Audit shows what happened.
+    // Audit shows what happened, in words.
     browser.open(&app, "/audit").await;
-    let audit = browser.expect_text("key_deleted").await;
-    assert!(audit.contains("key_blocked"));
-    browser.screenshot("audit").await;
+    let audit = browser.expect_text("Key deleted").await;
+    assert!(audit.contains("Key blocked") && audit.contains("Key created"), "{audit}");
 
     // Sign out: the session is gone.
     browser.click_button("Sign out").await;
     browser.expect_path("/login").await;
+    browser.expect_text("You have signed out.").await;
     browser.open(&app, "/keys").await;
     browser.expect_path("/login").await;
-    browser.client.clone().close().await.unwrap();
+    browser.close().await;
 }
 
 #[tokio::test]
@@ -240,7 +323,7 @@ async fn an_admin_sees_only_its_site_cannot_pick_master_and_is_signed_out_when_b
     browser.open(&app, "/keys").await;
     browser.expect_path("/login").await;
     browser.expect_text("signed out").await;
-    browser.client.clone().close().await.unwrap();
+    browser.close().await;
 }
 
 #[tokio::test]
@@ -248,12 +331,12 @@ async fn a_read_key_cannot_sign_in_and_says_why() {
     let (app, [site]) = spawn_app_with_sites(["s"]).await;
     let (_, read) = app.create_key("read", Some(&site)).await;
     let browser = start_browser().await;
-    browser.sign_in(&app, &read).await;
+    browser.try_sign_in_at(&app.address, &read).await;
     browser.expect_path("/login").await;
     browser.expect_text("Read and Write keys cannot sign in").await;
     let cookies = browser.client.get_all_cookies().await.unwrap();
     assert!(cookies.iter().all(|c| c.name() != "latchkey_session"));
-    browser.client.clone().close().await.unwrap();
+    browser.close().await;
 }
 
 /// Signs in over plain HTTP and returns the session cookie and the page's CSRF token.
@@ -300,11 +383,14 @@ async fn a_stale_key_is_marked_and_can_be_rotated_from_its_page() {
     browser.open(&app, &format!("/keys?site={site}")).await;
     browser.expect_text("Stale").await;
     browser.open(&app, &format!("/keys/{id}")).await;
-    browser.click_button("Rotate").await;
-    browser.expect_text("Copy it now; you won't be able to see it again.").await;
-    let new = browser.client.find(Locator::Css("#new-key")).await.unwrap().text().await.unwrap().trim().to_owned();
+    browser.choose("#grace", "Stops at once").await;
+    browser.click_button("Rotate…").await;
+    browser.expect_text("The old key stops working at once.").await;
+    browser.click_button("Rotate read key").await;
+    browser.expect_text("Copy this key now: it is shown only this once.").await;
+    let new = browser.text_of("#new-key").await.trim().to_owned();
     assert_ne!(new, old);
     assert_eq!(verify_code(&app, &new).await, "valid");
     assert_eq!(verify_code(&app, &old).await, "key_expired", "no grace: the old key stops at once");
-    browser.client.clone().close().await.unwrap();
+    browser.close().await;
 }

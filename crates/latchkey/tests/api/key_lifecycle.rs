@@ -356,6 +356,9 @@ async fn a_leaked_last_master_is_blocked_and_healthz_says_so_until_bootstrap() {
     assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
     let fresh = String::from_utf8(bootstrap.stdout).unwrap().trim().to_owned();
     assert_eq!(app.get("/api/v1/whoami", &fresh).await.0.as_u16(), 200);
-    let cleared = eventually(Duration::from_secs(5), || async { health().await == json!({ "status": "ok", "limits": "memory" }) }).await;
+    let cleared = eventually(Duration::from_secs(5), || async {
+        health().await == json!({ "status": "ok", "limits": "memory" })
+    })
+    .await;
     assert!(cleared, "a new Master key clears the warning");
 }
