@@ -122,7 +122,9 @@ async fn write_bookkeeping_periodically(state: AppState, mut stopped: tokio::syn
             _ = ticks.tick() => {}
             _ = stopped.changed() => return,
         }
-        state.sessions.prune();
+        if let Err(error) = state.sessions.prune().await {
+            tracing::warn!(%error, "could not prune idle dashboard sessions; will retry");
+        }
         if let Err(error) = state.service.write_bookkeeping().await {
             tracing::warn!(%error, "could not write last-used times and usage counts; will retry");
         }

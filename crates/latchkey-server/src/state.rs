@@ -20,7 +20,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: SharedStore, config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let service = Service::new(store, config.service.clone(), clock.clone());
-        let sessions = Arc::new(SessionStore::new(config.session_idle_timeout, clock.clone()));
+        let sessions = Arc::new(SessionStore::new(service.clone(), config.session_idle_timeout, clock.clone()));
         Self { service, clock, config: Arc::new(config), sessions, http_stats: Arc::default() }
     }
 }

@@ -17,6 +17,7 @@ pub mod leaks;
 pub mod limits;
 pub mod listing;
 pub mod ratelimit;
+pub mod sessions;
 pub mod sites;
 pub mod stats;
 pub mod throttle;
@@ -132,6 +133,11 @@ impl Service {
 
     pub fn leaks(&self) -> leaks::Leaks<'_> {
         leaks::Leaks { service: self }
+    }
+
+    /// The dashboard's stored sessions.
+    pub fn sessions(&self) -> sessions::Sessions<'_> {
+        sessions::Sessions { service: self }
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -337,8 +337,26 @@ async fn verifications_answered(instance: &Instance) -> f64 {
         .sum()
 }
 
+/// Signs in to the dashboard at `base`; returns the session cookie (`name=value`).
+async fn sign_in(base: &str, key: &str) -> String {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = client.get(format!("{base}/login")).send().await.unwrap();
+    let login_cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let token = html.split("name=\"login_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let signed_in = client
+        .post(format!("{base}/login"))
+        .header("cookie", login_cookie)
+        .form(&[("key", key), ("login_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
 #[tokio::test]
-async fn three_instances_behind_nginx_share_limits_throttling_and_revocation_and_survive_a_crash() {
+async fn three_instances_behind_nginx_share_limits_throttling_sessions_and_revocation_and_survive_a_crash() {
     let schema = Schema::new();
     let master = bootstrap(&schema).await;
     let mut redis = RedisServer::start(free_port());
@@ -367,6 +385,14 @@ async fn three_instances_behind_nginx_share_limits_throttling_and_revocation_and
         .as_str()
         .unwrap()
         .to_owned();
+
+    // A dashboard session opened through one instance works through the others.
+    let cookie = sign_in(&a.base, &master).await;
+    for instance in [&a, &b, &c] {
+        let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let page = no_redirects.get(format!("{}/keys", instance.base)).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200, "{} serves a session opened through another", instance.base);
+    }
 
     // One limit across the three: exactly 100 through nginx, then 429 with Retry-After.
     for request in 1..=100 {

@@ -97,7 +97,7 @@ pub async fn block_key(
     }
     let key = state.service.keys().block(&user.caller, &id).await?;
     let message = format!("Blocked “{}”: requests made with it are refused from now on.", key.name.as_str());
-    Ok(done(&user, &format!("/keys/{}", key.id), message))
+    done(&user, &format!("/keys/{}", key.id), message).await
 }
 
 pub async fn unblock_key(
@@ -107,7 +107,7 @@ pub async fn unblock_key(
 ) -> PageResult {
     let key = state.service.keys().unblock(&user.caller, &id).await?;
     let message = format!("Unblocked “{}”: it works again.", key.name.as_str());
-    Ok(done(&user, &format!("/keys/{}", key.id), message))
+    done(&user, &format!("/keys/{}", key.id), message).await
 }
 
 fn delete_question(user: &Dashboard, key: &KeyRecord, error: Option<&'static str>) -> Confirmation<'static> {
@@ -141,7 +141,7 @@ pub async fn delete_key(
     let key = state.service.keys().delete(&user.caller, &id).await?;
     let site = key.site_id.as_ref().map(ToString::to_string).unwrap_or_else(|| super::keys_list::MASTER_KEYS.into());
     let message = format!("Deleted the key “{}”.", key.name.as_str());
-    Ok(done(&user, &format!("/keys?site={site}"), message))
+    done(&user, &format!("/keys?site={site}"), message).await
 }
 
 #[derive(Deserialize)]
@@ -211,12 +211,12 @@ pub async fn rotate_key(
     if user.owns(&key) && !ticked(form.understood.as_deref()) {
         return ask(&user, "Rotate API key", rotate_question(&user, &key, grace_seconds, now, Some(NOT_TICKED)));
     }
-    let claim = match user.claim_form(form.form_id.as_deref()) {
+    let claim = match user.claim_form(form.form_id.as_deref()).await? {
         Ok(claim) => claim,
         Err(earlier) => return already_sent(&state, &user, earlier).await,
     };
     let (record, secret) = state.service.keys().rotate(&user.caller, &id, grace_seconds).await?;
-    claim.created(record.id.clone());
+    claim.created(record.id.clone()).await;
     // Read again: the rotation set the old key's end, which the page states.
     let old = state.service.keys().get(&user.caller, &id).await.unwrap_or(key);
     let made = format!("Rotated “{}”: this is its new key.", record.name.as_str());

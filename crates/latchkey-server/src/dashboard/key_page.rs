@@ -51,7 +51,7 @@ pub async fn update_key(
         Ok(edit) => match state.service.keys().edit(&user.caller, &id, &edit).await {
             Ok(updated) => {
                 let message = format!("Saved the changes to “{}”.", updated.name.as_str());
-                return Ok(done(&user, &format!("/keys/{}", updated.id), message));
+                return done(&user, &format!("/keys/{}", updated.id), message).await;
             }
             Err(error) => FieldErrors::from_service(error)?,
         },

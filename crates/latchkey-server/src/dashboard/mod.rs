@@ -144,9 +144,9 @@ fn page_with_status(status: StatusCode, title: &str, nav: Nav, user: &Dashboard,
 }
 
 /// Goes to `to`, where `message` says what was done.
-fn done(user: &Dashboard, to: &str, message: String) -> Response {
-    user.session.set_flash(message);
-    Redirect::to(to).into_response()
+async fn done(user: &Dashboard, to: &str, message: String) -> Result<Response, PageError> {
+    user.session.set_flash(message).await?;
+    Ok(Redirect::to(to).into_response())
 }
 
 fn capitalized(word: &str) -> String {

@@ -81,13 +81,13 @@ pub async fn create_key(
         Ok(spec) => spec,
         Err(errors) => return new_key_form(&state, &user, &form.site_id, &form.fields, &errors).await,
     };
-    let claim = match user.claim_form(form.form_id.as_deref()) {
+    let claim = match user.claim_form(form.form_id.as_deref()).await? {
         Ok(claim) => claim,
         Err(earlier) => return already_sent(&state, &user, earlier).await,
     };
     let refusal = match state.service.keys().create(&user.caller, spec).await {
         Ok((record, secret)) => {
-            claim.created(record.id.clone());
+            claim.created(record.id.clone()).await;
             let site = match &record.site_id {
                 Some(id) => {
                     state.service.sites().get(&user.caller, id.as_str()).await.ok().map(|s| s.name.as_str().to_owned())

@@ -1,32 +1,51 @@
-//! Dashboard sessions, kept server-side: the browser holds only a random session id in
-//! an HttpOnly, SameSite=Strict cookie, never the key. A session remembers the key's
-//! hash, and every request re-checks that hash through the service's verification entry,
-//! so blocking or deleting the key ends its sessions at once. Idle time is measured on
-//! the service's `Clock`, so tests move time instead of waiting. A session also carries
-//! what must survive one redirect: the single-use forms it has sent, and a message for the
-//! next page ("Saved", "Blocked").
+//! Dashboard sessions, kept server-side in the store: the browser holds only a random
+//! session id in an HttpOnly, SameSite=Strict cookie, never the key, and the store holds
+//! only the id's SHA-256. A session remembers the key's hash, and every request re-checks
+//! that hash through the service's verification entry, so blocking or deleting the key
+//! ends its sessions at once on every instance. Because sessions live in the store they
+//! survive a restart, and any instance behind a load balancer serves them. Idle time is
+//! measured on the service's `Clock`, so tests move time instead of waiting.
+//!
+//! A session also carries what must survive one redirect: a message for the next page
+//! ("Saved", "Blocked") and the single-use forms it has sent. Both live in the row's small
+//! JSON `state`, changed only by compare-and-set on the row's version, so two instances
+//! can never both accept one form.
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use latchkey_core::{KeyHash, KeyId};
-use latchkey_service::Clock;
+use latchkey_service::{Clock, Service, ServiceResult};
+use latchkey_store::sessions::SessionRecord;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many single-use forms a session remembers (the oldest are forgotten first).
+const REMEMBERED_FORMS: usize = 64;
+
+/// A session as one request sees it: read from the store when the request began.
 pub struct Session {
+    id_hash: [u8; 32],
     pub key_hash: KeyHash,
     /// The signed-in key's first characters, for the audit trail.
     pub key_prefix: String,
     /// Every state-changing form must carry this token.
     pub csrf_token: String,
-    last_seen: Mutex<DateTime<Utc>>,
-    /// Forms that create a key (New API Key, Rotate), by their single-use id, so a reload
-    /// or a second click cannot create a second key.
-    forms: Mutex<HashMap<String, FormUse>>,
-    /// A message for the next page shown, set before a redirect.
+    /// The message left for this page, taken when a page (GET) was requested.
     flash: Mutex<Option<String>>,
+    service: Service,
+    clock: Arc<dyn Clock>,
+}
+
+/// What a session keeps besides who it is: the dashboard's own JSON in the store.
+#[derive(Default, Serialize, Deserialize)]
+struct SessionState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flash: Option<String>,
+    /// Single-use forms sent, oldest first: the key each created, or `None` while in flight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forms: Vec<(String, Option<String>)>,
 }
 
 /// What became of a single-use form already sent.
@@ -43,47 +62,112 @@ pub enum FormUse {
 pub struct FormClaim<'a> {
     session: &'a Session,
     form_id: String,
-    created: bool,
+    settled: bool,
 }
 
 impl FormClaim<'_> {
-    pub fn created(mut self, key: KeyId) {
-        self.session.forms.lock().insert(self.form_id.clone(), FormUse::Created(key));
-        self.created = true;
+    pub async fn created(mut self, key: KeyId) {
+        self.settled = true;
+        let form_id = std::mem::take(&mut self.form_id);
+        let recorded = self
+            .session
+            .change(|state| {
+                state.forms.retain(|(id, _)| *id != form_id);
+                state.forms.push((form_id.clone(), Some(key.to_string())));
+                Ok::<_, FormUse>(())
+            })
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "could not record which key a dashboard form created");
+        }
     }
 }
 
 impl Drop for FormClaim<'_> {
     fn drop(&mut self) {
-        if !self.created {
-            self.session.forms.lock().remove(&self.form_id);
+        if self.settled {
+            return;
+        }
+        // Drop cannot wait: the release is written by a task of its own.
+        let (service, clock, id_hash, form_id) =
+            (self.session.service.clone(), self.session.clock.clone(), self.session.id_hash, self.form_id.clone());
+        tokio::spawn(async move {
+            let released = change(&service, &*clock, &id_hash, |state| {
+                state.forms.retain(|(id, _)| *id != form_id);
+                Ok::<_, FormUse>(())
+            });
+            if let Err(error) = released.await {
+                tracing::warn!(%error, "could not release a dashboard form");
+            }
+        });
+    }
+}
+
+/// Applies `edit` to the stored state of the session, retrying when another request
+/// changed it meanwhile. `Ok(Err(..))`: `edit` refused, nothing was written.
+async fn change<T, E>(
+    service: &Service,
+    clock: &dyn Clock,
+    id_hash: &[u8; 32],
+    edit: impl Fn(&mut SessionState) -> Result<T, E>,
+) -> ServiceResult<Result<T, E>> {
+    loop {
+        let Some(record) = service.sessions().find(id_hash).await? else {
+            return Err(latchkey_service::ServiceError::NotFound("session"));
+        };
+        let mut state: SessionState = serde_json::from_str(&record.state).unwrap_or_default();
+        let outcome = match edit(&mut state) {
+            Ok(outcome) => outcome,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let excess = state.forms.len().saturating_sub(REMEMBERED_FORMS);
+        state.forms.drain(..excess);
+        let text = serde_json::to_string(&state).expect("the state serializes");
+        if service.sessions().update(id_hash, record.version, &text, clock.now()).await? {
+            return Ok(Ok(outcome));
         }
     }
 }
 
 impl Session {
+    async fn change<T, E>(&self, edit: impl Fn(&mut SessionState) -> Result<T, E>) -> ServiceResult<Result<T, E>> {
+        change(&self.service, &*self.clock, &self.id_hash, edit).await
+    }
+
     /// Claims a single-use form for this submission, or says what its earlier one did.
-    pub fn claim_form(&self, form_id: &str) -> Result<FormClaim<'_>, FormUse> {
-        let mut forms = self.forms.lock();
-        if let Some(earlier) = forms.get(form_id) {
-            return Err(earlier.clone());
-        }
-        forms.insert(form_id.to_owned(), FormUse::InFlight);
-        Ok(FormClaim { session: self, form_id: form_id.to_owned(), created: false })
+    pub async fn claim_form(&self, form_id: &str) -> ServiceResult<Result<FormClaim<'_>, FormUse>> {
+        let claimed = self
+            .change(|state| match state.forms.iter().find(|(id, _)| id == form_id) {
+                Some((_, None)) => Err(FormUse::InFlight),
+                Some((_, Some(key))) => Err(KeyId::parse(key).map_or(FormUse::InFlight, FormUse::Created)),
+                None => {
+                    state.forms.push((form_id.to_owned(), None));
+                    Ok(())
+                }
+            })
+            .await?;
+        Ok(claimed.map(|()| FormClaim { session: self, form_id: form_id.to_owned(), settled: false }))
     }
 
     /// Keeps `message` for the next page this session is shown.
-    pub fn set_flash(&self, message: impl Into<String>) {
-        *self.flash.lock() = Some(message.into());
+    pub async fn set_flash(&self, message: String) -> ServiceResult<()> {
+        self.change(|state| {
+            state.flash = Some(message.clone());
+            Ok::<_, FormUse>(())
+        })
+        .await
+        .map(|_| ())
     }
 
+    /// The message left for this page, once.
     pub fn take_flash(&self) -> Option<String> {
         self.flash.lock().take()
     }
 }
 
+/// Starts, finds and ends sessions; the store holds them.
 pub struct SessionStore {
-    sessions: DashMap<String, Arc<Session>>,
+    service: Service,
     idle_timeout: chrono::Duration,
     clock: Arc<dyn Clock>,
 }
@@ -94,84 +178,73 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The store keeps only this: a leaked table holds no session a browser could use.
+fn id_hash(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
 impl SessionStore {
-    pub fn new(idle_timeout: Duration, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(service: Service, idle_timeout: Duration, clock: Arc<dyn Clock>) -> Self {
         let idle_timeout = chrono::Duration::from_std(idle_timeout).unwrap_or(chrono::Duration::MAX);
-        Self { sessions: DashMap::new(), idle_timeout, clock }
+        Self { service, idle_timeout, clock }
     }
 
     /// Starts a session for a key; returns the session id for the cookie.
-    pub fn start(&self, key_hash: KeyHash, key_prefix: String) -> String {
+    pub async fn start(&self, key_hash: KeyHash, key_prefix: String) -> ServiceResult<String> {
         let id = random_token();
-        let session = Session {
+        let now = self.clock.now();
+        let record = SessionRecord {
+            id_hash: id_hash(&id),
             key_hash,
             key_prefix,
             csrf_token: random_token(),
-            last_seen: Mutex::new(self.clock.now()),
-            forms: Mutex::new(HashMap::new()),
-            flash: Mutex::new(None),
+            created_at: latchkey_store::truncate_to_millis(now),
+            last_seen_at: latchkey_store::truncate_to_millis(now),
+            state: "{}".to_owned(),
+            version: 0,
         };
-        self.sessions.insert(id.clone(), Arc::new(session));
-        id
+        self.service.sessions().start(&record).await?;
+        Ok(id)
     }
 
     fn is_idle(&self, last_seen: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         now.signed_duration_since(last_seen) > self.idle_timeout
     }
 
-    /// The live session with this id, touching its idle timer; expired ones are removed.
-    pub fn find(&self, id: &str) -> Option<Arc<Session>> {
-        let session = self.sessions.get(id)?.clone();
+    /// The live session with this id, touching its idle timer; an expired one is removed.
+    /// A page request (`takes_flash`) also takes the message left for it.
+    pub async fn find(&self, id: &str, takes_flash: bool) -> ServiceResult<Option<Session>> {
+        let hash = id_hash(id);
+        let Some(record) = self.service.sessions().find(&hash).await? else { return Ok(None) };
         let now = self.clock.now();
-        let mut last_seen = session.last_seen.lock();
-        if self.is_idle(*last_seen, now) {
-            drop(last_seen);
-            self.sessions.remove(id);
-            return None;
+        if self.is_idle(record.last_seen_at, now) {
+            self.service.sessions().end(&hash).await?;
+            return Ok(None);
         }
-        *last_seen = now;
-        drop(last_seen);
-        Some(session)
+        let mut state: SessionState = serde_json::from_str(&record.state).unwrap_or_default();
+        let flash = if takes_flash { state.flash.take() } else { None };
+        let text = serde_json::to_string(&state).expect("the state serializes");
+        // Touching is best effort: if another request changed the session meanwhile, it
+        // touched it too (and a message taken twice at once is shown twice, never lost).
+        self.service.sessions().update(&hash, record.version, &text, now).await?;
+        Ok(Some(Session {
+            id_hash: hash,
+            key_hash: record.key_hash,
+            key_prefix: record.key_prefix,
+            csrf_token: record.csrf_token,
+            flash: Mutex::new(flash),
+            service: self.service.clone(),
+            clock: self.clock.clone(),
+        }))
     }
 
-    pub fn end(&self, id: &str) {
-        self.sessions.remove(id);
+    pub async fn end(&self, id: &str) -> ServiceResult<()> {
+        self.service.sessions().end(&id_hash(id)).await
     }
 
-    /// Drops sessions idle for longer than the timeout (run periodically).
-    pub fn prune(&self) {
-        let now = self.clock.now();
-        self.sessions.retain(|_, session| !self.is_idle(*session.last_seen.lock(), now));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use latchkey_service::ManualClock;
-
-    #[test]
-    fn a_session_ends_after_its_idle_timeout_on_the_clock() {
-        let clock = Arc::new(ManualClock::starting_now());
-        let sessions = SessionStore::new(Duration::from_secs(60), clock.clone());
-        let hash = latchkey_core::KeyFormat::default().generate().hash();
-        let id = sessions.start(hash, "lk_test".into());
-        clock.advance(chrono::Duration::seconds(59));
-        assert!(sessions.find(&id).is_some(), "59 s idle is within the timeout");
-        clock.advance(chrono::Duration::seconds(61));
-        assert!(sessions.find(&id).is_none(), "61 s idle ends the session");
-    }
-
-    #[test]
-    fn a_single_use_form_that_failed_can_be_sent_again_and_one_that_created_a_key_cannot() {
-        let sessions = SessionStore::new(Duration::from_secs(60), Arc::new(ManualClock::starting_now()));
-        let hash = latchkey_core::KeyFormat::default().generate().hash();
-        let session = sessions.find(&sessions.start(hash, "lk_test".into())).unwrap();
-        let claim = session.claim_form("form-1").unwrap();
-        assert_eq!(session.claim_form("form-1").err(), Some(FormUse::InFlight), "a double click is refused");
-        drop(claim);
-        let key = KeyId::generate();
-        session.claim_form("form-1").expect("a failed submission frees the form").created(key.clone());
-        assert_eq!(session.claim_form("form-1").err(), Some(FormUse::Created(key)));
+    /// Deletes sessions idle for longer than the timeout (run periodically).
+    pub async fn prune(&self) -> ServiceResult<u64> {
+        let idle_since = self.clock.now().checked_sub_signed(self.idle_timeout).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.service.sessions().prune(idle_since).await
     }
 }

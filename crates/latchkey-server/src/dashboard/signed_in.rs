@@ -55,7 +55,13 @@ impl FromRequestParts<AppState> for Dashboard {
         let to_login = |reason: &str| Redirect::to(&format!("/login?reason={reason}")).into_response();
         let session_id =
             cookie_value(&parts.headers, SESSION_COOKIE).ok_or_else(|| Redirect::to("/login").into_response())?;
-        let session = state.sessions.find(&session_id).ok_or_else(|| to_login("expired_session"))?;
+        // A page (GET) takes the message the last action left; a form post leaves it.
+        let takes_flash = parts.method == axum::http::Method::GET;
+        let session = match state.sessions.find(&session_id, takes_flash).await {
+            Ok(Some(session)) => Arc::new(session),
+            Ok(None) => return Err(to_login("expired_session")),
+            Err(error) => return Err(PageError::from(error).into_response()),
+        };
         let ip = client_ip(parts, state);
         let check = Check::any_valid_key(ip).requiring(Requirement::dashboard());
         let verdict = state
@@ -70,7 +76,7 @@ impl FromRequestParts<AppState> for Dashboard {
                 refusal: refusal @ (Refusal::RateLimited { .. } | Refusal::Throttled { .. }), ..
             } => return Err(PageError(refusal.into()).into_response()),
             Verdict::Refused { refusal, .. } => {
-                state.sessions.end(&session_id);
+                state.sessions.end(&session_id).await.map_err(|error| PageError::from(error).into_response())?;
                 let reason = if refusal == Refusal::IpNotAllowed { "ip_not_allowed" } else { "key_revoked" };
                 return Err(to_login(reason));
             }
@@ -111,8 +117,8 @@ impl<T: DeserializeOwned + CarriesCsrf + Send> FromRequest<AppState> for Submitt
 
 impl Dashboard {
     /// Forms that show a new key are single-use, so a reload cannot make a second key.
-    pub fn claim_form(&self, form_id: Option<&str>) -> Result<FormClaim<'_>, FormUse> {
-        self.session.claim_form(form_id.unwrap_or_default())
+    pub async fn claim_form(&self, form_id: Option<&str>) -> Result<Result<FormClaim<'_>, FormUse>, PageError> {
+        Ok(self.session.claim_form(form_id.unwrap_or_default()).await?)
     }
 
     /// Whether `key` is the one this user signed in with.
@@ -246,7 +252,10 @@ pub async fn login(
         let (status, message) = sign_in_refusal(refusal.unwrap_or(Refusal::InvalidKey));
         return login_form(Some(Message::Problem(message)), status);
     };
-    let session_id = state.sessions.start(hash, prefix);
+    let session_id = match state.sessions.start(hash, prefix).await {
+        Ok(id) => id,
+        Err(error) => return PageError::from(error).into_response(),
+    };
     let secure = if is_https(&headers, &state, peer) { "; Secure" } else { "" };
     let cookie = format!("{SESSION_COOKIE}={session_id}; HttpOnly; SameSite=Strict; Path=/{secure}");
     let mut response = Redirect::to("/keys").into_response();
@@ -255,7 +264,7 @@ pub async fn login(
 }
 
 pub async fn logout(State(state): State<AppState>, Submitted { user, .. }: Submitted<CsrfForm>) -> PageResult {
-    state.sessions.end(&user.session_id);
+    state.sessions.end(&user.session_id).await?;
     let mut response = Redirect::to("/login?reason=signed_out").into_response();
     let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&expired).expect("a valid cookie"));

@@ -112,7 +112,7 @@ fn name_refusal(error: ServiceError) -> Result<FieldErrors, super::PageError> {
 pub async fn create_site(State(state): State<AppState>, Submitted { user, form }: Submitted<SiteForm>) -> PageResult {
     let errors = match site_name(&form.name) {
         Ok(name) => match state.service.sites().create_unique(&user.caller, name).await {
-            Ok(site) => return Ok(done(&user, "/sites", format!("Created the site {}.", site.name.as_str()))),
+            Ok(site) => return done(&user, "/sites", format!("Created the site {}.", site.name.as_str())).await,
             Err(error) => name_refusal(error)?,
         },
         Err(errors) => errors,
@@ -127,7 +127,7 @@ pub async fn rename_site(
 ) -> PageResult {
     let errors = match site_name(&form.name) {
         Ok(name) => match state.service.sites().rename_unique(&user.caller, &id, name).await {
-            Ok(site) => return Ok(done(&user, "/sites", format!("Renamed the site to {}.", site.name.as_str()))),
+            Ok(site) => return done(&user, "/sites", format!("Renamed the site to {}.", site.name.as_str())).await,
             Err(error) => name_refusal(error)?,
         },
         Err(errors) => errors,
@@ -165,5 +165,5 @@ pub async fn delete_site(State(state): State<AppState>, Path(id): Path<String>, 
     let user = f.user;
     let (site, keys) = state.service.sites().delete_counting_keys(&user.caller, &id).await?;
     let gone = if keys == 0 { String::new() } else { format!(" and its {}", count(keys, "API key", "API keys")) };
-    Ok(done(&user, "/sites", format!("Deleted the site {}{gone}.", site.name.as_str())))
+    done(&user, "/sites", format!("Deleted the site {}{gone}.", site.name.as_str())).await
 }

@@ -229,3 +229,36 @@ async fn a_form_the_server_cannot_read_comes_back_as_a_page_not_as_text() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(response.text().await.unwrap().contains("data-error-code=\"validation_failed\""));
 }
+
+/// The session cookie a successful sign-in sets (`latchkey_session=…`).
+fn session_cookie(signed_in: &reqwest::Response) -> String {
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.starts_with("latchkey_session="), "{set_cookie}");
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_dashboard_session_is_stored_and_survives_a_restart_of_the_server() {
+    let app = spawn_app().await;
+    let signed_in = post_sign_in(&app.address, &app.master_key).await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let cookie = session_cookie(&signed_in);
+    let app = app.restart().await;
+    let no_redirects = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    let page = no_redirects.get(format!("{}/keys", app.address)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "the session outlived the process that started it");
+    // Signing out ends it in the store, not only in one process's memory.
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let signed_out = no_redirects
+        .post(format!("{}/logout", app.address))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    let after = no_redirects.get(format!("{}/keys", app.address)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert!(after.headers()["location"].to_str().unwrap().starts_with("/login"));
+}
