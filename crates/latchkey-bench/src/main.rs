@@ -72,6 +72,13 @@ struct RunArgs {
     /// Keys in the large database (all pre-warmed into the server's cache).
     #[arg(long, default_value_t = 1_000_000)]
     keys_large: usize,
+    /// The rotation run: this many distinct keys presented in turn...
+    #[arg(long, default_value_t = 1_000)]
+    rotation_keys: usize,
+    /// ...out of a database of this many (all of the rotation cached: what a distinct key
+    /// costs per request that one key does not).
+    #[arg(long, default_value_t = 20_000)]
+    rotation_of: usize,
     /// Worker threads of the load generator's runtime. One leaves the server at least
     /// one of the machine's two cores; see docs/PERFORMANCE.md.
     #[arg(long, default_value_t = 1)]
@@ -148,6 +155,13 @@ async fn run(args: RunArgs) -> Result<()> {
     let small = seed::seed(&dir.path().join("small.db"), args.keys_small).await?;
     println!("seeding {} keys into {}", human_count(args.keys_large), dir.path().join("large.db").display());
     let large = seed::seed(&dir.path().join("large.db"), args.keys_large).await?;
+    anyhow::ensure!(
+        args.rotation_keys > 0 && args.rotation_keys <= args.rotation_of,
+        "need 0 < --rotation-keys <= --rotation-of"
+    );
+    println!("seeding {} keys into {}", human_count(args.rotation_of), dir.path().join("rotation.db").display());
+    let mut rotation = seed::seed(&dir.path().join("rotation.db"), args.rotation_of).await?;
+    rotation.keys = std::sync::Arc::new(rotation.keys[..args.rotation_keys].to_vec());
 
     // Room for every key plus the Master key, so nothing is evicted during the runs.
     let capacity = (args.keys_large + 1024).max(1_000_000);
@@ -187,6 +201,15 @@ async fn run(args: RunArgs) -> Result<()> {
             args: naive_args(&small),
             prewarm: false,
             scenarios: &[Scenario::NaiveVerify],
+        },
+        ServerRun {
+            name: "latchkey",
+            suffix: "rotation",
+            db: &rotation,
+            program: latchkey.clone(),
+            args: latchkey_args(&rotation, staleness),
+            prewarm: true,
+            scenarios: &[Scenario::Noop, Scenario::Auth],
         },
         ServerRun {
             name: "latchkey",
