@@ -22,10 +22,15 @@ pub enum AuditAction {
     KeyReportedLeaked,
     /// A key made elsewhere, brought in by its hash (`POST /keys/import`).
     KeyImported,
+    WebhookCreated,
+    WebhookUpdated,
+    WebhookDeleted,
+    /// A webhook's signing secret was replaced (the old one signs alongside for a while).
+    WebhookSecretRotated,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 11] = [
+    pub const ALL: [AuditAction; 15] = [
         AuditAction::SiteCreated,
         AuditAction::SiteUpdated,
         AuditAction::SiteDeleted,
@@ -37,6 +42,10 @@ impl AuditAction {
         AuditAction::KeyRotated,
         AuditAction::KeyReportedLeaked,
         AuditAction::KeyImported,
+        AuditAction::WebhookCreated,
+        AuditAction::WebhookUpdated,
+        AuditAction::WebhookDeleted,
+        AuditAction::WebhookSecretRotated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +61,10 @@ impl AuditAction {
             AuditAction::KeyRotated => "key_rotated",
             AuditAction::KeyReportedLeaked => "key_reported_leaked",
             AuditAction::KeyImported => "key_imported",
+            AuditAction::WebhookCreated => "webhook_created",
+            AuditAction::WebhookUpdated => "webhook_updated",
+            AuditAction::WebhookDeleted => "webhook_deleted",
+            AuditAction::WebhookSecretRotated => "webhook_secret_rotated",
         }
     }
 }

@@ -21,12 +21,14 @@ mod import;
 mod keys;
 mod schema;
 mod sessions;
+mod webhooks;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keys::KeyTx;
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
 use latchkey_store::key_writes;
+use latchkey_store::outbox;
 use latchkey_store::rows::{AuditRow, SiteRow, EVENT_COLUMNS, SITE_COLUMNS};
 use latchkey_store::{
     AuditFilter, Audited, AuditedKey, CreditSpend, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError,
@@ -136,6 +138,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         import::insert_sites(&mut tx, slice::from_ref(site.value)).await?;
         insert_event(&mut tx, site.event).await?;
+        webhooks::record(&mut tx, outbox::for_site(site.event, site.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -168,16 +171,15 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         // Locking the site first blocks new keys for it (their foreign-key check waits),
         // so the keys read next are exactly the keys the cascade deletes.
-        let site: Option<i32> = sqlx::query_scalar("SELECT 1 FROM sites WHERE id = $1 FOR UPDATE")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        site.ok_or(StoreError::NotFound)?;
+        let sql = format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = $1 FOR UPDATE");
+        let site: Option<SiteRow> = sqlx::query_as(&sql).bind(id.as_str()).fetch_optional(&mut *tx).await?;
+        let site = site.ok_or(StoreError::NotFound)?.into_site()?;
         let keys = key_writes::keys_of_deleted_site(&mut KeyTx(&mut tx), id, event).await?;
         sqlx::query("DELETE FROM sites WHERE id = $1").bind(id.as_str()).execute(&mut *tx).await?;
         let hashes: Vec<KeyHash> = keys.iter().map(|key| key.hash).collect();
         self.notify(&mut tx, &hashes).await?;
         insert_event(&mut tx, event).await?;
+        webhooks::record(&mut tx, outbox::for_site(event, &site).as_ref(), None).await?;
         commit(tx).await?;
         Ok(keys)
     }
@@ -186,6 +188,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         import::insert_keys(&mut tx, slice::from_ref(key.value)).await?;
         insert_event(&mut tx, key.event).await?;
+        webhooks::record(&mut tx, outbox::for_key(key.event, key.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -214,6 +217,7 @@ impl Store for PostgresStore {
         let stored = key_writes::replace_key(&mut KeyTx(&mut tx), before, &after).await?;
         self.notify(&mut tx, &[stored.hash]).await?;
         insert_event(&mut tx, after.event).await?;
+        webhooks::record(&mut tx, outbox::for_key(after.event, after.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -226,6 +230,8 @@ impl Store for PostgresStore {
         self.notify(&mut tx, &[stored.hash]).await?;
         // Both events in one statement: one round trip fewer.
         import::insert_events(&mut tx, &[old_after.event.clone(), new.event.clone()]).await?;
+        webhooks::record(&mut tx, outbox::for_key(old_after.event, old_after.value).as_ref(), None).await?;
+        webhooks::record(&mut tx, outbox::for_key(new.event, new.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -234,6 +240,7 @@ impl Store for PostgresStore {
         let deleted = key_writes::delete_key(&mut KeyTx(&mut tx), &key.value.id, key.event).await?;
         self.notify(&mut tx, &[deleted.hash]).await?;
         insert_event(&mut tx, key.event).await?;
+        webhooks::record(&mut tx, outbox::for_key(key.event, &deleted).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -264,6 +271,10 @@ impl Store for PostgresStore {
         push_page(&mut query, page);
         let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.pool).await?;
         rows.into_iter().map(AuditRow::into_event).collect()
+    }
+
+    fn webhooks(&self) -> &dyn latchkey_store::webhooks::WebhookStore {
+        self
     }
 
     async fn watch_invalidations(&self) -> StoreResult<Option<mpsc::Receiver<Invalidation>>> {

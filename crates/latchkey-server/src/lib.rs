@@ -32,7 +32,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Every route with its OpenAPI description: registering a route here is what documents it.
 fn api_routes() -> OpenApiRouter<AppState> {
-    use routes::{audit, import, keys, leaks, sites, verify};
+    use routes::{audit, events, import, keys, leaks, sites, verify, webhooks};
     OpenApiRouter::new()
         .routes(routes!(sites::list_sites, sites::create_site))
         .routes(routes!(sites::get_site, sites::update_site, sites::delete_site))
@@ -44,6 +44,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::rotate_key))
         .routes(import::route())
         .routes(routes!(leaks::report_leak))
+        .routes(routes!(leaks::report_github_leak))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::get_webhook, webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(events::follow_events))
         .routes(routes!(keys::whoami))
         .routes(routes!(audit::list_audit))
         .routes(routes!(verify::verify_key))
@@ -69,7 +76,7 @@ pub fn app(state: AppState) -> axum::Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(response_guards::guard_responses))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe_requests))
+        .layer(axum::middleware::from_fn_with_state(state.http_stats.clone(), observe::observe_requests))
         .with_state(state)
 }
 
@@ -95,11 +102,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.service.follow_other_instances().await.map_err(std::io::Error::other)?;
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
-    let flusher = tokio::spawn(write_bookkeeping_periodically(state.clone(), stopped));
+    let flusher = tokio::spawn(write_bookkeeping_periodically(state.clone(), stopped.clone()));
+    // Webhook deliveries, expiry reminders and outbox pruning; an event queued meanwhile
+    // waits in the outbox for the next start (or another instance).
+    let webhook_worker = tokio::spawn(state.service.clone().run_webhook_worker(stopped));
     let served = connections::serve_connections(listener, app(state.clone()), state.config.connections, shutdown).await;
     // Not `abort`: a flush in progress holds a batch taken out of memory; let it finish.
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
+    let _ = webhook_worker.await;
     if let Err(error) = state.service.write_bookkeeping().await {
         tracing::error!(%error, "could not write last-used times and usage counts at shutdown");
     }

@@ -11,7 +11,10 @@
 pub mod audit;
 pub mod cache;
 pub mod clock;
+pub mod delivery;
 pub mod error;
+pub mod events;
+pub mod github_leaks;
 pub mod keys;
 pub mod leaks;
 pub mod limits;
@@ -22,6 +25,7 @@ pub mod sites;
 pub mod stats;
 pub mod throttle;
 pub mod verify;
+pub mod webhooks;
 
 pub use cache::{VerifiedExtras, VerifiedKey};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -61,6 +65,10 @@ pub struct ServiceConfig {
     /// Count rate limits and throttling in Redis, shared by every instance; `None`: in
     /// this process's memory.
     pub shared_limits: Option<SharedLimitsConfig>,
+    /// Webhook delivery: which targets are allowed, polling, claims, retention.
+    pub webhooks: webhooks::WebhookConfig,
+    /// GitHub's secret-scanning public keys; empty: GitHub-format reports are refused.
+    pub github_secret_scanning_keys: github_leaks::SecretScanningKeys,
 }
 
 impl Default for ServiceConfig {
@@ -72,6 +80,8 @@ impl Default for ServiceConfig {
             negative_cache_ttl: Duration::from_secs(2),
             failure_throttle: ThrottleConfig::default(),
             shared_limits: None,
+            webhooks: webhooks::WebhookConfig::default(),
+            github_secret_scanning_keys: github_leaks::SecretScanningKeys::default(),
         }
     }
 }
@@ -90,6 +100,10 @@ pub struct Service {
     /// Set when a leak report blocked the last usable Master key; cleared by a new one.
     no_usable_master: Arc<AtomicBool>,
     stats: Arc<ServiceStats>,
+    webhook_config: Arc<webhooks::WebhookConfig>,
+    webhook_client: reqwest::Client,
+    recent_alerts: Arc<events::RecentAlerts>,
+    github_keys: Arc<github_leaks::SecretScanningKeys>,
 }
 
 impl Service {
@@ -116,6 +130,10 @@ impl Service {
             })),
             no_usable_master: Arc::default(),
             stats,
+            webhook_client: delivery::http_client(&config.webhooks),
+            webhook_config: Arc::new(config.webhooks),
+            recent_alerts: Arc::default(),
+            github_keys: Arc::new(config.github_secret_scanning_keys),
         }
     }
 
@@ -138,6 +156,10 @@ impl Service {
     /// The dashboard's stored sessions.
     pub fn sessions(&self) -> sessions::Sessions<'_> {
         sessions::Sessions { service: self }
+    }
+
+    pub fn webhooks(&self) -> webhooks::Webhooks<'_> {
+        webhooks::Webhooks { service: self }
     }
 
     pub fn now(&self) -> DateTime<Utc> {

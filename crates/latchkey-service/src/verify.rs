@@ -170,7 +170,8 @@ impl Service {
             Some(limit) => match self.limits.admit_key(key.ulid(), limit, now.timestamp_millis()).await? {
                 Ok(left) => Some(left),
                 Err(retry_after_seconds) => {
-                    return Ok(Verdict::refused(Refusal::RateLimited { retry_after_seconds, limit }, Some(key)))
+                    self.key_rate_limited(key, limit, now);
+                    return Ok(Verdict::refused(Refusal::RateLimited { retry_after_seconds, limit }, Some(key)));
                 }
             },
             None => None,
@@ -186,7 +187,10 @@ impl Service {
             CreditSpend::Spent { remaining } => {
                 Verdict::Allowed { key: key.clone(), remaining: Some(remaining), window }
             }
-            CreditSpend::Exhausted => Verdict::refused(Refusal::UsageExceeded, Some(key)),
+            CreditSpend::Exhausted => {
+                self.key_usage_exceeded(key, now);
+                Verdict::refused(Refusal::UsageExceeded, Some(key))
+            }
             CreditSpend::NotLimited => Verdict::Allowed { key: key.clone(), remaining: None, window },
         })
     }

@@ -14,12 +14,14 @@
 mod flushes;
 mod keys;
 mod sessions;
+mod webhooks;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keys::KeyTx;
 use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
 use latchkey_store::key_writes;
+use latchkey_store::outbox;
 use latchkey_store::rows::{millis, AuditRow, Columns, KeyRow, SiteRow, EVENT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
 use latchkey_store::{
     AuditFilter, Audited, AuditedKey, CreditSpend, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult,
@@ -119,6 +121,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         insert_site(&mut tx, site.value).await?;
         insert_event(&mut tx, site.event).await?;
+        webhooks::record(&mut tx, outbox::for_site(site.event, site.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -157,11 +160,13 @@ impl Store for SqliteStore {
     async fn delete_site(&self, id: &SiteId, event: &AuditEvent) -> StoreResult<Vec<KeyRecord>> {
         let mut tx = self.begin().await?;
         let keys = key_writes::keys_of_deleted_site(&mut KeyTx(&mut tx), id, event).await?;
-        let deleted = sqlx::query("DELETE FROM sites WHERE id = ?").bind(id.as_str()).execute(&mut *tx).await?;
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        let deleted: SiteRow = sqlx::query_as(&format!("DELETE FROM sites WHERE id = ? RETURNING {SITE_COLUMNS}"))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         insert_event(&mut tx, event).await?;
+        webhooks::record(&mut tx, outbox::for_site(event, &deleted.into_site()?).as_ref(), None).await?;
         commit(tx).await?;
         Ok(keys)
     }
@@ -170,6 +175,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         keys::insert(&mut tx, key.value).await?;
         insert_event(&mut tx, key.event).await?;
+        webhooks::record(&mut tx, outbox::for_key(key.event, key.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -216,6 +222,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         key_writes::replace_key(&mut KeyTx(&mut tx), before, &after).await?;
         insert_event(&mut tx, after.event).await?;
+        webhooks::record(&mut tx, outbox::for_key(after.event, after.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -227,6 +234,8 @@ impl Store for SqliteStore {
         key_writes::replace_key(&mut KeyTx(&mut tx), old, &old_after).await?;
         insert_event(&mut tx, old_after.event).await?;
         insert_event(&mut tx, new.event).await?;
+        webhooks::record(&mut tx, outbox::for_key(old_after.event, old_after.value).as_ref(), None).await?;
+        webhooks::record(&mut tx, outbox::for_key(new.event, new.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -238,8 +247,9 @@ impl Store for SqliteStore {
 
     async fn delete_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        key_writes::delete_key(&mut KeyTx(&mut tx), &key.value.id, key.event).await?;
+        let deleted = key_writes::delete_key(&mut KeyTx(&mut tx), &key.value.id, key.event).await?;
         insert_event(&mut tx, key.event).await?;
+        webhooks::record(&mut tx, outbox::for_key(key.event, &deleted).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -253,6 +263,10 @@ impl Store for SqliteStore {
 
     async fn usage(&self, keys: &[KeyId], since_day: i32) -> StoreResult<Vec<UsageCount>> {
         flushes::usage(&self.readers, keys, since_day).await
+    }
+
+    fn webhooks(&self) -> &dyn latchkey_store::webhooks::WebhookStore {
+        self
     }
 
     async fn list_audit(&self, filter: &AuditFilter, page: &Page) -> StoreResult<Vec<AuditEvent>> {

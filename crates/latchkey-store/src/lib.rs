@@ -16,8 +16,10 @@ pub mod conformance;
 mod from_sqlx;
 pub mod key_writes;
 mod last_master;
+pub mod outbox;
 pub mod rows;
 pub mod sessions;
+pub mod webhooks;
 
 pub use last_master::{ensure_a_master_remains, must_keep_a_master, KeyChange, MasterKind};
 
@@ -148,6 +150,9 @@ pub trait Store: sessions::SessionRows + Send + Sync + 'static {
     async fn watch_invalidations(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Invalidation>>> {
         Ok(None)
     }
+
+    /// Webhook endpoints, the outbox and deliveries (see [`webhooks`]).
+    fn webhooks(&self) -> &dyn webhooks::WebhookStore;
 
     /// True when other processes may change keys behind this one's back (several
     /// instances on one database), so cached answers need a staleness bound.

@@ -8,7 +8,9 @@ use latchkey_server::config::{ConnectionLimits, TrustedProxies};
 use latchkey_server::state::AppState;
 use latchkey_server::throttle::ThrottleConfig;
 use latchkey_server::{ServerConfig, SystemClock};
+use latchkey_service::github_leaks::SecretScanningKeys;
 use latchkey_service::limits::{RedisFailure, SharedLimitsConfig};
+use latchkey_service::webhooks::WebhookConfig;
 use latchkey_service::ServiceConfig;
 use latchkey_store::SharedStore;
 use std::path::PathBuf;
@@ -90,6 +92,19 @@ pub struct ServeArgs {
     /// `text` for people, `json` (one object per line) for log shippers.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// `true` lets webhook endpoints point at loopback, private and link-local addresses.
+    /// Off by default: a webhook could otherwise make the server call internal services.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+    /// Seconds a claimed webhook delivery is held before another instance (or this one,
+    /// restarted) may send it again: the longest a delivery waits after a crash.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_CLAIM_TIMEOUT", default_value_t = 60)]
+    pub webhook_claim_timeout: u64,
+    /// GitHub's secret-scanning public keys (the JSON document GitHub publishes at
+    /// https://api.github.com/meta/public_keys/secret_scanning, saved to a file): enables
+    /// `POST /api/v1/leaks/github`.
+    #[arg(long, env = "LATCHKEY_GITHUB_SECRET_SCANNING_KEYS", value_name = "FILE")]
+    pub github_secret_scanning_keys: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -110,6 +125,25 @@ impl DatabaseArgs {
 }
 
 impl ServeArgs {
+    fn webhooks(&self) -> anyhow::Result<WebhookConfig> {
+        if self.webhook_claim_timeout == 0 {
+            anyhow::bail!("--webhook-claim-timeout must be a positive number of seconds");
+        }
+        Ok(WebhookConfig {
+            allow_private_targets: self.webhook_allow_private,
+            claim_timeout: Duration::from_secs(self.webhook_claim_timeout),
+            ..WebhookConfig::default()
+        })
+    }
+
+    fn github_keys(&self) -> anyhow::Result<SecretScanningKeys> {
+        let Some(path) = &self.github_secret_scanning_keys else { return Ok(SecretScanningKeys::default()) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--github-secret-scanning-keys: could not read {}", path.display()))?;
+        SecretScanningKeys::from_github_json(&text)
+            .map_err(|error| anyhow::anyhow!("--github-secret-scanning-keys: {}: {error}", path.display()))
+    }
+
     fn shared_limits(&self) -> anyhow::Result<Option<SharedLimitsConfig>> {
         let Some(url) = &self.redis else { return Ok(None) };
         let mut limits = SharedLimitsConfig::new(url).map_err(|error| anyhow::anyhow!("--redis: {error}"))?;
@@ -131,6 +165,8 @@ impl ServeArgs {
                     window_seconds: self.failure_window,
                 },
                 shared_limits: self.shared_limits()?,
+                webhooks: self.webhooks()?,
+                github_secret_scanning_keys: self.github_keys()?,
                 ..ServiceConfig::default()
             },
             trusted_proxies: self.trust_proxy.parse::<TrustedProxies>().map_err(anyhow::Error::msg)?,

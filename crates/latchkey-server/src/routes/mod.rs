@@ -3,6 +3,7 @@
 //! shapes the JSON answer. No handler decides policy.
 
 pub mod audit;
+pub mod events;
 pub mod import;
 pub mod key_options;
 pub mod keys;
@@ -10,6 +11,7 @@ pub mod leaks;
 pub mod meta;
 pub mod sites;
 pub mod verify;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use axum::extract::Path;

@@ -20,6 +20,8 @@ pub mod masters;
 pub mod sessions;
 #[cfg(feature = "conformance")]
 pub mod usage;
+#[cfg(feature = "conformance")]
+pub mod webhooks;
 
 /// A site that is not stored yet.
 pub fn new_site(name: &str) -> Site {
@@ -93,6 +95,11 @@ macro_rules! conformance_tests {
             import_and_audit::audit_events_are_filtered_by_site_key_and_action,
             import_and_audit::an_import_keeps_ids_hashes_and_times,
             import_and_audit::an_import_writes_nothing_when_one_key_cannot_be_stored,
+            webhooks::a_change_writes_its_event_for_the_endpoints_that_want_it,
+            webhooks::a_refused_change_writes_no_event,
+            webhooks::deliveries_are_claimed_once_in_order_and_retried_when_due,
+            webhooks::a_claim_that_runs_out_is_taken_over,
+            webhooks::an_event_id_is_written_once_and_test_events_go_to_one_endpoint,
         );
     };
     ($run:path) => {

@@ -42,6 +42,14 @@ impl Fixture {
         Self { app, site, keys: vec![read, write, admin, master, other_admin, (String::new(), String::new()), blocked] }
     }
 
+    /// A fresh webhook endpoint of site A (for no event that happens here).
+    async fn webhook(&self) -> String {
+        let body = json!({ "url": "https://receiver.example/hook", "site_id": self.site, "events": ["key.leaked"] });
+        let (status, created) = self.app.post("/api/v1/webhooks", &self.app.master_key, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    }
+
     fn key(&self, who: Who) -> Option<&str> {
         match who {
             Who::NoKey => None,
@@ -198,6 +206,69 @@ fn routes() -> Vec<Route> {
             body: Some(json!({ "keys": ["lk_not_a_real_key"], "source": "the matrix" })),
             expect: [ACCEPTED; 7],
         },
+        // GitHub's signed format: not configured here, so not served to anyone.
+        Route {
+            method: Method::POST,
+            path: "/api/v1/leaks/github",
+            body: Some(json!([{ "token": "lk_x", "type": "t", "url": "u", "source": "content" }])),
+            expect: [HIDDEN; 7],
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/webhooks",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, OK, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/webhooks",
+            body: Some(
+                json!({ "url": "https://receiver.example/hook", "site_id": "{site}", "events": ["key.leaked"] }),
+            ),
+            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, FORBIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/webhooks/{webhook}",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::PATCH,
+            path: "/api/v1/webhooks/{webhook}",
+            body: Some(json!({ "description": "edited" })),
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::DELETE,
+            path: "/api/v1/webhooks/{webhook}",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, GONE, GONE, HIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/webhooks/{webhook}/rotate-secret",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::POST,
+            path: "/api/v1/webhooks/{webhook}/test",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, ACCEPTED, ACCEPTED, HIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/webhooks/{webhook}/deliveries",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
+        },
+        Route {
+            method: Method::GET,
+            path: "/api/v1/events?wait=0",
+            body: None,
+            expect: [FORBIDDEN, FORBIDDEN, OK, OK, OK, MISSING, BLOCKED],
+        },
     ]
 }
 
@@ -210,6 +281,7 @@ async fn every_route_answers_every_kind_of_caller_exactly_as_specified() {
         for (who, (status, code)) in EVERYONE.into_iter().zip(route.expect) {
             let target = app.create_key("read", Some(&fixture.site)).await.0;
             let fresh_site = app.create_site("throwaway").await;
+            let webhook = fixture.webhook().await;
             let fresh_hash: String =
                 sha2::Sha256::digest(target.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
             let fill = |text: &str| {
@@ -217,6 +289,7 @@ async fn every_route_answers_every_kind_of_caller_exactly_as_specified() {
                     .replace("{target}", &target)
                     .replace("{fresh_site}", &fresh_site)
                     .replace("{fresh_hash}", &fresh_hash)
+                    .replace("{webhook}", &webhook)
             };
             let body = route.body.as_ref().map(|b| serde_json::from_str(&fill(&b.to_string())).unwrap());
             let (got, answer) = app.call(route.method.clone(), &fill(route.path), fixture.key(who), body).await;

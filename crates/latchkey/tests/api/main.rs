@@ -34,3 +34,5 @@ mod secret_scanning;
 mod secrets;
 mod sites;
 mod verification;
+mod webhook_routes;
+mod webhooks;

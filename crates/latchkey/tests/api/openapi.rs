@@ -27,6 +27,16 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/leaks"),
     ("post", "/api/v1/verify"),
     ("get", "/api/v1/auth"),
+    ("post", "/api/v1/leaks/github"),
+    ("get", "/api/v1/webhooks"),
+    ("post", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{id}"),
+    ("patch", "/api/v1/webhooks/{id}"),
+    ("delete", "/api/v1/webhooks/{id}"),
+    ("post", "/api/v1/webhooks/{id}/rotate-secret"),
+    ("post", "/api/v1/webhooks/{id}/test"),
+    ("get", "/api/v1/webhooks/{id}/deliveries"),
+    ("get", "/api/v1/events"),
 ];
 
 #[tokio::test]
