@@ -213,8 +213,14 @@ impl Drop for TestApp {
 
 /// Removes a test's PostgreSQL schema. Runs on its own thread and runtime because `Drop`
 /// cannot await; best effort (a leftover schema is harmless and uniquely named).
+///
+/// Not joined: the server's background tasks (bookkeeping flush, webhook delivery,
+/// reminders) run on the test's runtime and may hold a transaction open on the schema.
+/// Waiting here would block that runtime, so the transaction could never finish and the
+/// `DROP` would wait for its locks forever. Detached, it waits until the test's runtime is
+/// gone and its connections close.
 pub fn drop_schema(url: String, schema: String) {
-    let _ = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             use sqlx::Connection;
@@ -222,8 +228,7 @@ pub fn drop_schema(url: String, schema: String) {
                 let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut connection).await;
             }
         });
-    })
-    .join();
+    });
 }
 
 pub fn error_code(body: &Value) -> &str {
