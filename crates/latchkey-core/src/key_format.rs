@@ -170,8 +170,12 @@ pub const IMPORTED_KEY_CHARS: std::ops::RangeInclusive<usize> = 16..=256;
 /// which has no checksum to check: it is looked up by its SHA-256, and the negative cache
 /// and the failure throttle protect the store from guesses.
 pub fn lookup_hash(candidate: &str) -> Result<KeyHash, MalformedKey> {
-    if has_native_shape(candidate) {
-        return ParsedKey::parse(candidate).map(|parsed| parsed.hash());
+    // One pass over the shape: `parse` fails with `BadChecksum` exactly when the candidate
+    // has the native shape (the checks of `has_native_shape`) and a wrong checksum.
+    match ParsedKey::parse(candidate) {
+        Ok(parsed) => return Ok(parsed.hash()),
+        Err(MalformedKey::BadChecksum) => return Err(MalformedKey::BadChecksum),
+        Err(_) => {}
     }
     if !IMPORTED_KEY_CHARS.contains(&candidate.len()) {
         return Err(MalformedKey::BadLength);

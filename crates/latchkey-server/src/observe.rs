@@ -52,15 +52,12 @@ impl HttpStats {
 ///
 /// It takes only the statistics as its state: cloning the whole `AppState` (a dozen `Arc`s)
 /// on every request is measurable on the hot path.
-pub async fn observe_requests(State(http_stats): State<Arc<HttpStats>>, mut request: Request, next: Next) -> Response {
+pub async fn observe_requests(State(http_stats): State<Arc<HttpStats>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = match request.headers().get(&REQUEST_ID).filter(|value| is_plausible_id(value)) {
         Some(id) => id.clone(),
-        None => {
-            let id = new_request_id();
-            request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-            id
-        }
+        // Nothing downstream reads it: it goes into the log line and the answer only.
+        None => new_request_id(),
     };
     let method = request.method().clone();
     // The template (`/api/v1/keys/{id}`), never the path itself: ids stay out of metric
