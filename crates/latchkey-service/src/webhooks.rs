@@ -232,6 +232,12 @@ impl Webhooks<'_> {
         Ok((Paged::cut(attempts, limit, |attempt| attempt.id.to_string()), pending))
     }
 
+    /// How many deliveries wait for the endpoint (those of a failing one pile up).
+    pub async fn waiting(&self, caller: &Caller, id: &str) -> ServiceResult<u64> {
+        let endpoint = self.get(caller, id).await?;
+        Ok(self.service.store.webhooks().pending_deliveries(&endpoint.id).await?)
+    }
+
     fn checked_url(&self, raw: &str) -> ServiceResult<String> {
         let raw = raw.trim();
         if raw.is_empty() || raw.chars().count() > MAX_URL_CHARS {

@@ -100,6 +100,15 @@ pub struct ServeArgs {
     /// restarted) may send it again: the longest a delivery waits after a crash.
     #[arg(long, env = "LATCHKEY_WEBHOOK_CLAIM_TIMEOUT", default_value_t = 60)]
     pub webhook_claim_timeout: u64,
+    /// Days that delivered events (and their delivery attempts) are kept, for `GET
+    /// /api/v1/events` and the deliveries log, before they are pruned. Events not yet
+    /// delivered are never pruned.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_RETENTION_DAYS", default_value_t = 7)]
+    pub webhook_retention_days: u32,
+    /// Seconds between the delivery worker's looks for due deliveries (fractions allowed):
+    /// the longest an event waits before its first attempt.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_POLL_INTERVAL", default_value_t = 1.0)]
+    pub webhook_poll_interval: f64,
     /// GitHub's secret-scanning public keys (the JSON document GitHub publishes at
     /// https://api.github.com/meta/public_keys/secret_scanning, saved to a file): enables
     /// `POST /api/v1/leaks/github`.
@@ -129,9 +138,17 @@ impl ServeArgs {
         if self.webhook_claim_timeout == 0 {
             anyhow::bail!("--webhook-claim-timeout must be a positive number of seconds");
         }
+        if !(1..=3650).contains(&self.webhook_retention_days) {
+            anyhow::bail!("--webhook-retention-days must be 1 to 3650");
+        }
+        if !(0.01..=60.0).contains(&self.webhook_poll_interval) {
+            anyhow::bail!("--webhook-poll-interval must be 0.01 to 60 seconds");
+        }
         Ok(WebhookConfig {
             allow_private_targets: self.webhook_allow_private,
             claim_timeout: Duration::from_secs(self.webhook_claim_timeout),
+            retention: Duration::from_secs(u64::from(self.webhook_retention_days) * 86_400),
+            poll_interval: Duration::from_secs_f64(self.webhook_poll_interval),
             ..WebhookConfig::default()
         })
     }

@@ -297,3 +297,23 @@ fn print_config_reports_every_setting_the_file_may_hold() {
         }
     }
 }
+
+#[test]
+fn webhook_retention_and_polling_outside_their_ranges_are_refused_before_serving() {
+    for (flag, value, says) in [
+        ("--webhook-retention-days", "0", "--webhook-retention-days must be 1 to 3650"),
+        ("--webhook-poll-interval", "0", "--webhook-poll-interval must be 0.01 to 60 seconds"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output =
+            latchkey(&["serve", "--database", "latchkey.db", "--listen", "127.0.0.1:0", flag, value], &[], dir.path());
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        assert!(stderr(&output).contains(says), "{}", stderr(&output));
+    }
+    let report = print_config(None, &["--webhook-retention-days", "30"], &[("LATCHKEY_WEBHOOK_POLL_INTERVAL", "0.25")]);
+    assert_eq!(setting(&report, "webhook_retention_days"), "webhook_retention_days = \"30\"  # flag");
+    assert_eq!(
+        setting(&report, "webhook_poll_interval"),
+        "webhook_poll_interval = \"0.25\"  # env LATCHKEY_WEBHOOK_POLL_INTERVAL"
+    );
+}

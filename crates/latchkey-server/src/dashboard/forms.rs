@@ -93,7 +93,7 @@ impl FieldErrors {
 }
 
 /// Service messages are sentences but for the capital and the full stop.
-fn sentence(message: &str) -> String {
+pub fn sentence(message: &str) -> String {
     let mut text = super::capitalized(message.trim());
     if !text.ends_with('.') {
         text.push('.');

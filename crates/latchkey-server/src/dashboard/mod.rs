@@ -8,7 +8,7 @@
 //! the signed-in user, CSRF), `forms` (form fields → the service's domain types, with
 //! each problem next to its field), `listing` (pages of keys and the pager), `names`
 //! (ids → names), then one module per page (`keys_list`, `new_key`, `key_page`,
-//! `key_actions`, `audit_page`, `sites_page`), and the views: `views` (layout, widgets),
+//! `key_actions`, `webhooks_page`, `webhook_page`, `audit_page`, `sites_page`), and the views: `views` (layout, widgets),
 //! `key_form`, `charts`, `style`.
 
 mod audit_page;
@@ -26,6 +26,8 @@ mod signed_in;
 mod sites_page;
 mod style;
 mod views;
+mod webhook_page;
+mod webhooks_page;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -51,6 +53,11 @@ pub fn routes() -> Router<AppState> {
         .route("/keys/{id}/unblock", post(key_actions::unblock_key))
         .route("/keys/{id}/block", get(key_actions::block_page).post(key_actions::block_key))
         .route("/keys/{id}/delete", get(key_actions::delete_page).post(key_actions::delete_key))
+        .route("/webhooks", get(webhooks_page::webhooks_page).post(webhooks_page::register_webhook))
+        .route("/webhooks/{id}", get(webhook_page::webhook_page).post(webhook_page::update_webhook))
+        .route("/webhooks/{id}/test", post(webhook_page::test_webhook))
+        .route("/webhooks/{id}/rotate-secret", get(webhook_page::rotate_secret_page).post(webhook_page::rotate_secret))
+        .route("/webhooks/{id}/delete", get(webhook_page::delete_webhook_page).post(webhook_page::delete_webhook))
         .route("/audit", get(audit_page::audit_page))
         .route("/sites", get(sites_page::sites_page).post(sites_page::create_site))
         .route("/sites/{id}/rename", post(sites_page::rename_site))
@@ -180,4 +187,13 @@ macro_rules! carries_csrf {
     };
 }
 
-carries_csrf!(CsrfForm, forms::KeyForm, forms::EditForm, forms::RotateForm, forms::ConfirmForm, sites_page::SiteForm);
+carries_csrf!(
+    CsrfForm,
+    forms::KeyForm,
+    forms::EditForm,
+    forms::RotateForm,
+    forms::ConfirmForm,
+    sites_page::SiteForm,
+    webhooks_page::RegisterForm,
+    webhook_page::EditWebhookForm
+);

@@ -111,22 +111,33 @@ pub async fn create_key(
 
 /// A single-use form sent again: say what its first sending did, truthfully.
 pub async fn already_sent(state: &AppState, user: &Dashboard, earlier: FormUse) -> PageResult {
-    let created = match &earlier {
-        FormUse::Created(id) => Some(KeyNames::new(&state.service, &user.caller).link(id, None).await?),
-        FormUse::InFlight => None,
+    let (nav, what) = match &earlier {
+        FormUse::Created(id) => {
+            let key = KeyNames::new(&state.service, &user.caller).link(id, None).await?;
+            let what = html! {
+                "This form was already sent, and it created the key " (key) ". Nothing was created twice."
+                p { "A key's value is shown only once. If it was not copied, rotate the key to get a new value." }
+            };
+            (Nav::Keys, what)
+        }
+        FormUse::CreatedWebhook(id) => {
+            let what = html! {
+                "This form was already sent, and it registered the webhook " a href={ "/webhooks/" (id) } { code { (id) } }
+                ". Nothing was registered twice."
+                p { "A signing secret is shown only once. If it was not copied, rotate the webhook's secret to get a new one." }
+            };
+            (Nav::Webhooks, what)
+        }
+        FormUse::InFlight => (
+            Nav::Keys,
+            html! { "This form is being sent already. Wait a moment, then look for what it made in the list." },
+        ),
     };
     let body = html! {
-        div.notice.error role="alert" data-error-code="conflict" {
-            @if let Some(created) = created {
-                "This form was already sent, and it created the key " (created) ". Nothing was created twice."
-                p { "A key's value is shown only once. If it was not copied, rotate the key to get a new value." }
-            } @else {
-                "This form is being sent already. Wait a moment, then look for the key in the list."
-            }
-        }
-        p { a href="/keys" { "API Keys" } }
+        div.notice.error role="alert" data-error-code="conflict" { (what) }
+        p { a href="/keys" { "API Keys" } " · " a href="/webhooks" { "Webhooks" } }
     };
-    Ok(page_with_status(StatusCode::CONFLICT, "This form was already sent", Nav::Keys, user, body))
+    Ok(page_with_status(StatusCode::CONFLICT, "This form was already sent", nav, user, body))
 }
 
 /// Where this Latchkey answers, for the usage example: as the browser reached it.

@@ -43,7 +43,8 @@ pub struct Session {
 struct SessionState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     flash: Option<String>,
-    /// Single-use forms sent, oldest first: the key each created, or `None` while in flight.
+    /// Single-use forms sent, oldest first: the id of the key or webhook each created, or
+    /// `None` while in flight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     forms: Vec<(String, Option<String>)>,
 }
@@ -55,6 +56,18 @@ pub enum FormUse {
     InFlight,
     /// It created this key.
     Created(KeyId),
+    /// It registered this webhook endpoint (`whk_…`).
+    CreatedWebhook(String),
+}
+
+impl FormUse {
+    /// What a stored id says the form made: webhook ids are `whk_…`, key ids parse.
+    fn made(id: &str) -> Self {
+        if id.starts_with("whk_") {
+            return FormUse::CreatedWebhook(id.to_owned());
+        }
+        KeyId::parse(id).map_or(FormUse::InFlight, FormUse::Created)
+    }
 }
 
 /// A single-use form claimed for one submission. Dropped without `created`, the claim is
@@ -66,14 +79,15 @@ pub struct FormClaim<'a> {
 }
 
 impl FormClaim<'_> {
-    pub async fn created(mut self, key: KeyId) {
+    /// Records what the form made (a key's or a webhook's id), so sending it again says so.
+    pub async fn created(mut self, made: impl std::fmt::Display) {
         self.settled = true;
         let form_id = std::mem::take(&mut self.form_id);
         let recorded = self
             .session
             .change(|state| {
                 state.forms.retain(|(id, _)| *id != form_id);
-                state.forms.push((form_id.clone(), Some(key.to_string())));
+                state.forms.push((form_id.clone(), Some(made.to_string())));
                 Ok::<_, FormUse>(())
             })
             .await;
@@ -139,7 +153,7 @@ impl Session {
         let claimed = self
             .change(|state| match state.forms.iter().find(|(id, _)| id == form_id) {
                 Some((_, None)) => Err(FormUse::InFlight),
-                Some((_, Some(key))) => Err(KeyId::parse(key).map_or(FormUse::InFlight, FormUse::Created)),
+                Some((_, Some(made))) => Err(FormUse::made(made)),
                 None => {
                     state.forms.push((form_id.to_owned(), None));
                     Ok(())

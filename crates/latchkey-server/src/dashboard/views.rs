@@ -18,6 +18,7 @@ pub struct Page<'a> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Keys,
+    Webhooks,
     Audit,
     Sites,
 }
@@ -49,6 +50,7 @@ pub fn layout(page: Page<'_>, body: Markup) -> Markup {
                     @if let Some(user) = &page.signed_in {
                         nav aria-label="Main" {
                             (nav_link("/keys", "API Keys", user.current == Nav::Keys))
+                            (nav_link("/webhooks", "Webhooks", user.current == Nav::Webhooks))
                             (nav_link("/audit", "Audit", user.current == Nav::Audit))
                             @if user.is_master { (nav_link("/sites", "Sites", user.current == Nav::Sites)) }
                         }

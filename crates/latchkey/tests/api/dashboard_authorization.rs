@@ -83,6 +83,15 @@ async fn every_dashboard_form_obeys_the_same_policy_as_the_api() {
         ("/sites", vec![("name", "new site")], [403, 403, 303]),
         ("/sites/{fresh_site}/rename", vec![("name", "renamed")], [403, 403, 303]),
         ("/sites/{fresh_site}/delete", vec![], [403, 403, 303]),
+        (
+            "/webhooks",
+            vec![("form_id", "{form}"), ("url", "https://example.com/hook"), ("site_id", "{site}")],
+            [200, 403, 200],
+        ),
+        ("/webhooks/{webhook}", vec![("url", "https://example.com/moved")], [303, 404, 303]),
+        ("/webhooks/{webhook}/test", vec![], [303, 404, 303]),
+        ("/webhooks/{webhook}/rotate-secret", vec![], [200, 404, 200]),
+        ("/webhooks/{webhook}/delete", vec![], [303, 404, 303]),
     ];
     let mut failures = Vec::new();
     for (n, (path, fields, expected)) in cases.iter().enumerate() {
@@ -91,12 +100,16 @@ async fn every_dashboard_form_obeys_the_same_policy_as_the_api() {
         {
             let target = app.create_key("read", Some(&site)).await.0;
             let fresh_site = app.create_site("throwaway").await;
+            let hook = serde_json::json!({ "url": "https://example.com/site-hook", "site_id": site });
+            let webhook =
+                app.post("/api/v1/webhooks", &app.master_key, hook).await.1["id"].as_str().unwrap().to_owned();
             let form_id = format!("form-{n}-{who}");
             let fill = |text: &str| {
                 text.replace("{target}", &target)
                     .replace("{site}", &site)
                     .replace("{fresh_site}", &fresh_site)
                     .replace("{form}", &form_id)
+                    .replace("{webhook}", &webhook)
             };
             let filled: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), fill(v))).collect();
             let borrowed: Vec<(&str, &str)> = filled.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

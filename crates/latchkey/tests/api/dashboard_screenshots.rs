@@ -96,8 +96,27 @@ async fn screenshots_of_every_dashboard_page_at_desktop_and_phone_width() {
     browser.open(&app, "/sites").await;
     browser.expect_text("Forja app").await;
     both_widths(&browser, "sites").await;
+
+    let hook = json!({ "url": "https://hooks.forja.example/latchkey", "site_id": blog,
+        "events": ["key.blocked", "key.leaked", "key.rotated"], "description": "Forja's key alerts" });
+    let (_, hook) = app.post("/api/v1/webhooks", &app.master_key, hook).await;
+    let siem = json!({ "url": "https://siem.example.net/ingest", "description": "Security log" });
+    app.post("/api/v1/webhooks", &app.master_key, siem).await;
+    app.block(&frontend_id).await;
+    // The receivers do not exist: the first attempts fail, as a person would see them.
+    let deliveries = format!("/api/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+    let attempted = crate::helpers::eventually(std::time::Duration::from_secs(20), || async {
+        !app.get(&deliveries, &app.master_key).await.1["data"].as_array().unwrap().is_empty()
+    });
+    assert!(attempted.await, "the worker tried the endpoint");
+    browser.open(&app, "/webhooks").await;
+    browser.expect_text("siem.example.net").await;
+    both_widths(&browser, "webhooks").await;
+    browser.open(&app, &format!("/webhooks/{}", hook["id"].as_str().unwrap())).await;
+    browser.expect_text("Recent deliveries").await;
+    both_widths(&browser, "webhook").await;
     browser.close().await;
-    for name in ["sign-in", "keys", "new-key", "created-key", "key", "audit", "sites"] {
+    for name in ["sign-in", "keys", "new-key", "created-key", "key", "audit", "sites", "webhooks", "webhook"] {
         for suffix in ["", "-phone"] {
             let file = docs_dir().join(format!("{name}{suffix}.png"));
             assert!(std::fs::metadata(&file).is_ok_and(|m| m.len() > 10_000), "{} was not written", file.display());

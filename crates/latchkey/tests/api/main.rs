@@ -17,6 +17,7 @@ mod dashboard_new_key;
 mod dashboard_rotation;
 mod dashboard_screenshots;
 mod dashboard_sites;
+mod dashboard_webhooks;
 mod deployment;
 mod errors;
 mod helpers;

@@ -183,6 +183,43 @@ async fn a_flood_of_rate_limited_requests_gives_one_event_per_window() {
     assert_eq!((event["data"]["id"].as_str(), event["data"]["limit"].as_u64()), (Some(id.as_str()), Some(1)));
 }
 
+#[tokio::test]
+async fn a_key_out_of_credits_gives_one_usage_exceeded_event_an_hour_however_often_it_is_refused() {
+    let app = spawn_app_for_webhooks(true).await;
+    let site = app.create_site("Metered").await;
+    let (id, key) = app
+        .create_key_from(json!({ "name": "metered", "permission": "read", "site_id": site,
+            "credits": { "remaining": 2 } }))
+        .await;
+    let exceeded = || async {
+        let (_, feed) = app.get("/api/v1/events?wait=0", &app.master_key).await;
+        feed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "key.usage_exceeded")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(app.post("/api/v1/verify", &app.master_key, json!({ "key": key })).await.1["code"].clone());
+    }
+    assert_eq!(codes.iter().filter(|code| *code == "valid").count(), 2, "two credits, two valid answers");
+    assert!(codes[2..].iter().all(|code| code == "usage_exceeded"), "{codes:?}");
+    assert!(eventually(Duration::from_secs(5), || async { !exceeded().await.is_empty() }).await);
+    for _ in 0..20 {
+        app.post("/api/v1/verify", &app.master_key, json!({ "key": key })).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first_hour = exceeded().await;
+    assert_eq!(first_hour.len(), 1, "{first_hour:?}");
+    assert_eq!(first_hour[0]["data"]["id"], id.as_str());
+    app.advance_clock(chrono::Duration::minutes(61));
+    app.post("/api/v1/verify", &app.master_key, json!({ "key": key })).await;
+    assert!(eventually(Duration::from_secs(5), || async { exceeded().await.len() == 2 }).await, "the next hour's one");
+}
+
 /// A test's own stand-in for GitHub's signing key, and the public-keys document for it.
 fn github_keys(dir: &tempfile::TempDir) -> (SigningKey, std::path::PathBuf) {
     let mut secret = [0u8; 32];

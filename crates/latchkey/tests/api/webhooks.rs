@@ -202,11 +202,11 @@ async fn a_rotated_secret_signs_alongside_the_old_one_during_the_overlap() {
     assert!(!delivery.verifies_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
 }
 
-#[tokio::test]
-async fn a_failing_endpoint_is_marked_and_its_events_wait_rather_than_vanish() {
-    let app = spawn_app_for_webhooks(true).await;
+/// An endpoint (for `site.created`) that answered 503 to the three attempts of the first
+/// of two events, on a manual clock: marked failing, both events waiting.
+pub async fn failing_endpoint(app: &TestApp) -> (Receiver, String) {
     let receiver = Receiver::start(&[503, 503, 503]).await;
-    let (webhook, _) = register(&app, &receiver.url, json!({ "events": ["site.created"] })).await;
+    let (webhook, _) = register(app, &receiver.url, json!({ "events": ["site.created"] })).await;
     app.create_site("First").await;
     app.create_site("Second").await;
     for (count, wait) in [(1, 0), (2, 6), (3, 70)] {
@@ -218,6 +218,13 @@ async fn a_failing_endpoint_is_marked_and_its_events_wait_rather_than_vanish() {
     })
     .await;
     assert!(failing, "three failures in a row mark the endpoint failing");
+    (receiver, webhook)
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_marked_and_its_events_wait_rather_than_vanish() {
+    let app = spawn_app_for_webhooks(true).await;
+    let (receiver, webhook) = failing_endpoint(&app).await;
     assert!(receiver.types().iter().all(|t| t == "site.created"));
     assert_eq!(
         receiver.received().iter().map(|r| r.json()["data"]["name"].clone()).collect::<Vec<_>>(),
