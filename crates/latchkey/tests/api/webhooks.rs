@@ -144,18 +144,7 @@ async fn a_receiver_that_fails_twice_gets_the_same_id_three_times_with_growing_d
     let receiver = Receiver::start(&[500, 500]).await;
     let (webhook, secret) = register(&app, &receiver.url, json!({ "events": ["site.created"] })).await;
     app.create_site("Retried").await;
-    let deliveries_of = |count: usize| {
-        let app = &app;
-        let webhook = webhook.clone();
-        async move {
-            let path = format!("/api/v1/webhooks/{webhook}/deliveries");
-            eventually(Duration::from_secs(10), || async {
-                app.get(&path, &app.master_key).await.1["data"].as_array().unwrap().len() >= count
-            })
-            .await;
-            app.get(&path, &app.master_key).await.1
-        }
-    };
+    let deliveries_of = |count: usize| attempts_recorded(&app, &webhook, count);
     receiver.wait_for(1).await;
     let log = deliveries_of(1).await;
     let first_retry = log["data"][0]["next_retry_at"].as_str().unwrap().to_owned();
@@ -202,6 +191,21 @@ async fn a_rotated_secret_signs_alongside_the_old_one_during_the_overlap() {
     assert!(!delivery.verifies_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
 }
 
+/// Waits (at most 10 s) until the endpoint's delivery log holds `count` attempts, and returns
+/// the log. A test on a manual clock waits for this before moving the clock: the worker
+/// reckons the next retry from the time it records an attempt, which comes after the
+/// receiver has seen the request.
+pub async fn attempts_recorded(app: &TestApp, webhook: &str, count: usize) -> Value {
+    let path = format!("/api/v1/webhooks/{webhook}/deliveries");
+    let recorded = eventually(Duration::from_secs(10), || async {
+        app.get(&path, &app.master_key).await.1["data"].as_array().unwrap().len() >= count
+    })
+    .await;
+    let log = app.get(&path, &app.master_key).await.1;
+    assert!(recorded, "expected {count} recorded attempts, got {log:#}");
+    log
+}
+
 /// An endpoint (for `site.created`) that answered 503 to the three attempts of the first
 /// of two events, on a manual clock: marked failing, both events waiting.
 pub async fn failing_endpoint(app: &TestApp) -> (Receiver, String) {
@@ -212,6 +216,7 @@ pub async fn failing_endpoint(app: &TestApp) -> (Receiver, String) {
     for (count, wait) in [(1, 0), (2, 6), (3, 70)] {
         app.advance_clock(chrono::Duration::seconds(wait));
         receiver.wait_for(count).await;
+        attempts_recorded(app, &webhook, count).await;
     }
     let failing = eventually(Duration::from_secs(5), || async {
         app.get(&format!("/api/v1/webhooks/{webhook}"), &app.master_key).await.1["status"] == "failing"
