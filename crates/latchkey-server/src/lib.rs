@@ -75,8 +75,8 @@ pub fn app(state: AppState) -> axum::Router {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(response_guards::guard_responses))
-        .layer(axum::middleware::from_fn_with_state(state.http_stats.clone(), observe::observe_requests))
+        .layer(response_guards::GuardLayer)
+        .layer(observe::ObserveLayer::new(state.http_stats.clone()))
         .with_state(state)
 }
 

@@ -8,20 +8,97 @@
 use crate::error::{ApiError, ErrorCode};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// Error bodies read to be rewrapped are small; anything larger is cut.
 const MAX_REWRAPPED_BYTES: usize = 4096;
 
-pub async fn guard_responses(request: Request, next: Next) -> Response {
-    let is_api = request.uri().path().starts_with("/api/");
-    let wants_page = !is_api && accepts_html(&request);
-    let mut response = next.run(request).await;
-    let is_error = response.status().is_client_error() || response.status().is_server_error();
-    if is_error && !has_content_type(&response, "application/json") && !has_content_type(&response, "text/html") {
-        response = rewrap_error(response, is_api).await;
+/// The guards as a layer. Hand-written rather than `axum::middleware::from_fn`, which boxes
+/// the inner service and the future and rebuilds the request on every call: most answers
+/// need no rewrapping, and those pay nothing for it.
+#[derive(Clone, Copy, Default)]
+pub struct GuardLayer;
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard { inner }
     }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+}
+
+impl<S: tower::Service<Request, Response = Response>> tower::Service<Request> for Guard<S> {
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Guarded<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let is_api = request.uri().path().starts_with("/api/");
+        let wants_page = !is_api && accepts_html(&request);
+        Guarded::Answering { inner: self.inner.call(request), is_api, wants_page }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner answer; then, only for an error that is neither JSON nor HTML, reading
+    /// its text to rewrap it.
+    #[project = GuardedState]
+    pub enum Guarded<F> {
+        Answering { #[pin] inner: F, is_api: bool, wants_page: bool },
+        Rewrapping { rewrap: Pin<Box<dyn Future<Output = Response> + Send>>, wants_page: bool },
+    }
+}
+
+impl<F, E> Future for Guarded<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                GuardedState::Answering { inner, is_api, wants_page } => {
+                    let (is_api, wants_page) = (*is_api, *wants_page);
+                    let response = match inner.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Ready(Ok(response)) => response,
+                    };
+                    let is_error = response.status().is_client_error() || response.status().is_server_error();
+                    if is_error
+                        && !has_content_type(&response, "application/json")
+                        && !has_content_type(&response, "text/html")
+                    {
+                        let rewrap = Box::pin(rewrap_error(response, is_api));
+                        self.set(Guarded::Rewrapping { rewrap, wants_page });
+                        continue;
+                    }
+                    return Poll::Ready(Ok(guarded(response, wants_page)));
+                }
+                GuardedState::Rewrapping { rewrap, wants_page } => {
+                    let wants_page = *wants_page;
+                    return rewrap.as_mut().poll(cx).map(|response| Ok(guarded(response, wants_page)));
+                }
+            }
+        }
+    }
+}
+
+/// The answer with the security headers, and as a page where a browser wanted one.
+fn guarded(mut response: Response, wants_page: bool) -> Response {
     // A mistyped dashboard address opened in a browser gets a page, not the API's JSON.
     if wants_page && has_content_type(&response, "application/json") {
         let status = response.status();

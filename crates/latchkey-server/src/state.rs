@@ -8,8 +8,19 @@ use latchkey_service::{Clock, Service};
 use latchkey_store::SharedStore;
 use std::sync::Arc;
 
+/// Cloned by axum for every request, so it is one reference count (see [`Service`]).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub service: Service,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
@@ -21,6 +32,6 @@ impl AppState {
     pub fn new(store: SharedStore, config: ServerConfig, clock: Arc<dyn Clock>) -> Self {
         let service = Service::new(store, config.service.clone(), clock.clone());
         let sessions = Arc::new(SessionStore::new(service.clone(), config.session_idle_timeout, clock.clone()));
-        Self { service, clock, config: Arc::new(config), sessions, http_stats: Arc::default() }
+        Self(Arc::new(AppParts { service, clock, config: Arc::new(config), sessions, http_stats: Arc::default() }))
     }
 }
