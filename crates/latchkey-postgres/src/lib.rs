@@ -20,7 +20,6 @@ mod flushes;
 mod import;
 mod keys;
 mod schema;
-mod sessions;
 mod webhooks;
 
 use async_trait::async_trait;
@@ -30,6 +29,7 @@ use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteNam
 use latchkey_store::key_writes;
 use latchkey_store::outbox;
 use latchkey_store::rows::{AuditRow, SiteRow, EVENT_COLUMNS, SITE_COLUMNS};
+use latchkey_store::sql::record_event;
 use latchkey_store::{
     AuditFilter, Audited, AuditedKey, CreditSpend, ImportBatch, Invalidation, KeyFilter, Page, Store, StoreError,
     StoreResult, UsageCount,
@@ -138,7 +138,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         import::insert_sites(&mut tx, slice::from_ref(site.value)).await?;
         insert_event(&mut tx, site.event).await?;
-        webhooks::record(&mut tx, outbox::for_site(site.event, site.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_site(site.event, site.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -179,7 +179,7 @@ impl Store for PostgresStore {
         let hashes: Vec<KeyHash> = keys.iter().map(|key| key.hash).collect();
         self.notify(&mut tx, &hashes).await?;
         insert_event(&mut tx, event).await?;
-        webhooks::record(&mut tx, outbox::for_site(event, &site).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_site(event, &site).as_ref(), None).await?;
         commit(tx).await?;
         Ok(keys)
     }
@@ -188,7 +188,7 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         import::insert_keys(&mut tx, slice::from_ref(key.value)).await?;
         insert_event(&mut tx, key.event).await?;
-        webhooks::record(&mut tx, outbox::for_key(key.event, key.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(key.event, key.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -217,7 +217,7 @@ impl Store for PostgresStore {
         let stored = key_writes::replace_key(&mut KeyTx(&mut tx), before, &after).await?;
         self.notify(&mut tx, &[stored.hash]).await?;
         insert_event(&mut tx, after.event).await?;
-        webhooks::record(&mut tx, outbox::for_key(after.event, after.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(after.event, after.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -230,8 +230,8 @@ impl Store for PostgresStore {
         self.notify(&mut tx, &[stored.hash]).await?;
         // Both events in one statement: one round trip fewer.
         import::insert_events(&mut tx, &[old_after.event.clone(), new.event.clone()]).await?;
-        webhooks::record(&mut tx, outbox::for_key(old_after.event, old_after.value).as_ref(), None).await?;
-        webhooks::record(&mut tx, outbox::for_key(new.event, new.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(old_after.event, old_after.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(new.event, new.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -240,7 +240,7 @@ impl Store for PostgresStore {
         let deleted = key_writes::delete_key(&mut KeyTx(&mut tx), &key.value.id, key.event).await?;
         self.notify(&mut tx, &[deleted.hash]).await?;
         insert_event(&mut tx, key.event).await?;
-        webhooks::record(&mut tx, outbox::for_key(key.event, &deleted).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(key.event, &deleted).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -284,3 +284,28 @@ impl Store for PostgresStore {
 
 #[cfg(test)]
 mod tests;
+
+/// The statements shared with SQLite (dashboard sessions, webhooks; see
+/// [`latchkey_store::sql`]) run on the one pool, so every instance on the database serves
+/// every session.
+impl latchkey_store::sql::SqlEngine for PostgresStore {
+    type Db = sqlx::Postgres;
+
+    fn writes(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
+    fn reads(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
+    /// Held from an event's insert to its commit, so events are numbered in commit order: a
+    /// follower of `GET /events?after=` never passes a number whose event commits later.
+    /// In the two-integer advisory lock space, like `LAST_MASTER_LOCK` (see `keys.rs`):
+    /// 0x4c4b_0005.
+    const EVENT_ORDER_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(1279983621, 0)");
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

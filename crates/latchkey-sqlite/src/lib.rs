@@ -13,7 +13,6 @@
 
 mod flushes;
 mod keys;
-mod sessions;
 mod webhooks;
 
 use async_trait::async_trait;
@@ -23,6 +22,7 @@ use latchkey_core::{AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteNam
 use latchkey_store::key_writes;
 use latchkey_store::outbox;
 use latchkey_store::rows::{millis, AuditRow, Columns, KeyRow, SiteRow, EVENT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
+use latchkey_store::sql::record_event;
 use latchkey_store::{
     AuditFilter, Audited, AuditedKey, CreditSpend, ImportBatch, KeyFilter, Page, Store, StoreError, StoreResult,
     UsageCount,
@@ -121,7 +121,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         insert_site(&mut tx, site.value).await?;
         insert_event(&mut tx, site.event).await?;
-        webhooks::record(&mut tx, outbox::for_site(site.event, site.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_site(site.event, site.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -166,7 +166,7 @@ impl Store for SqliteStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         insert_event(&mut tx, event).await?;
-        webhooks::record(&mut tx, outbox::for_site(event, &deleted.into_site()?).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_site(event, &deleted.into_site()?).as_ref(), None).await?;
         commit(tx).await?;
         Ok(keys)
     }
@@ -175,7 +175,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         keys::insert(&mut tx, key.value).await?;
         insert_event(&mut tx, key.event).await?;
-        webhooks::record(&mut tx, outbox::for_key(key.event, key.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(key.event, key.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -222,7 +222,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         key_writes::replace_key(&mut KeyTx(&mut tx), before, &after).await?;
         insert_event(&mut tx, after.event).await?;
-        webhooks::record(&mut tx, outbox::for_key(after.event, after.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(after.event, after.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -234,8 +234,8 @@ impl Store for SqliteStore {
         key_writes::replace_key(&mut KeyTx(&mut tx), old, &old_after).await?;
         insert_event(&mut tx, old_after.event).await?;
         insert_event(&mut tx, new.event).await?;
-        webhooks::record(&mut tx, outbox::for_key(old_after.event, old_after.value).as_ref(), None).await?;
-        webhooks::record(&mut tx, outbox::for_key(new.event, new.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(old_after.event, old_after.value).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(new.event, new.value).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -249,7 +249,7 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let deleted = key_writes::delete_key(&mut KeyTx(&mut tx), &key.value.id, key.event).await?;
         insert_event(&mut tx, key.event).await?;
-        webhooks::record(&mut tx, outbox::for_key(key.event, &deleted).as_ref(), None).await?;
+        record_event::<Self>(&mut tx, outbox::for_key(key.event, &deleted).as_ref(), None).await?;
         commit(tx).await
     }
 
@@ -292,3 +292,24 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests;
+
+/// The statements shared with PostgreSQL (dashboard sessions, webhooks; see
+/// [`latchkey_store::sql`]) run here: writes on the single writer, reads on the readers.
+impl latchkey_store::sql::SqlEngine for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    fn writes(&self) -> &sqlx::SqlitePool {
+        &self.writer
+    }
+
+    fn reads(&self) -> &sqlx::SqlitePool {
+        &self.readers
+    }
+
+    /// The single writer commits events in the order it numbers them.
+    const EVENT_ORDER_LOCK: Option<&'static str> = None;
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

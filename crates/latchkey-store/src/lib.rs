@@ -1,5 +1,6 @@
 //! The storage boundary. Every backend (SQLite, PostgreSQL) implements [`Store`]; the
-//! HTTP layer only ever sees `Arc<dyn Store>`. SQL lives in the backends, never here.
+//! HTTP layer only ever sees `Arc<dyn Store>`. SQL that reads the same in both engines
+//! lives in [`sql`] (feature `sqlx`); what differs lives in the backends.
 //!
 //! Invariants every backend upholds (and [`conformance`] checks):
 //! * a write is committed before the call returns, together with its audit event;
@@ -19,6 +20,8 @@ mod last_master;
 pub mod outbox;
 pub mod rows;
 pub mod sessions;
+#[cfg(feature = "sqlx")]
+pub mod sql;
 pub mod webhooks;
 
 pub use last_master::{ensure_a_master_remains, must_keep_a_master, KeyChange, MasterKind};

@@ -119,24 +119,10 @@ pub enum DeliveryOutcome {
     Retry { at: DateTime<Utc>, failing: bool },
 }
 
+/// How deliveries are claimed and finished: the part of [`WebhookStore`] that each SQL
+/// backend does its own way (the rest is shared, see [`crate::sql`]).
 #[async_trait]
-pub trait WebhookStore: Send + Sync {
-    /// Each change to an endpoint writes its audit event in the same transaction.
-    async fn create_webhook(&self, endpoint: &WebhookEndpoint, event: &AuditEvent) -> StoreResult<()>;
-    async fn get_webhook(&self, id: &str) -> StoreResult<Option<WebhookEndpoint>>;
-    /// Endpoints, newest first; `site`: only the endpoints of that site (not those of all
-    /// sites); `None`: every endpoint.
-    async fn list_webhooks(&self, site: Option<&SiteId>, page: &Page) -> StoreResult<Vec<WebhookEndpoint>>;
-    /// Replaces the endpoint's mutable fields; `NotFound` when it is gone.
-    async fn update_webhook(&self, endpoint: &WebhookEndpoint, event: &AuditEvent) -> StoreResult<()>;
-    /// Deletes the endpoint with its pending deliveries and attempts; `NotFound` when gone.
-    async fn delete_webhook(&self, id: &str, event: &AuditEvent) -> StoreResult<()>;
-
-    /// Writes an event that no audited change carries (reminders, rate limits, credits,
-    /// tests), with a delivery for each endpoint that wants it, or only for `only_to`.
-    /// Returns false, writing nothing, when an event with this id exists already.
-    async fn enqueue_event(&self, event: &OutboxEvent, only_to: Option<&str>) -> StoreResult<bool>;
-
+pub trait DeliveryQueue: Send + Sync {
     /// Claims up to `limit` deliveries due at `now`, each the oldest pending one of its
     /// endpoint and not claimed by anyone else (or whose claim ran out), until `until`.
     /// With several instances, each delivery is claimed by one.
@@ -153,6 +139,26 @@ pub trait WebhookStore: Send + Sync {
         attempt: &DeliveryAttempt,
         outcome: DeliveryOutcome,
     ) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait WebhookStore: DeliveryQueue + Send + Sync {
+    /// Each change to an endpoint writes its audit event in the same transaction.
+    async fn create_webhook(&self, endpoint: &WebhookEndpoint, event: &AuditEvent) -> StoreResult<()>;
+    async fn get_webhook(&self, id: &str) -> StoreResult<Option<WebhookEndpoint>>;
+    /// Endpoints, newest first; `site`: only the endpoints of that site (not those of all
+    /// sites); `None`: every endpoint.
+    async fn list_webhooks(&self, site: Option<&SiteId>, page: &Page) -> StoreResult<Vec<WebhookEndpoint>>;
+    /// Replaces the endpoint's mutable fields; `NotFound` when it is gone.
+    async fn update_webhook(&self, endpoint: &WebhookEndpoint, event: &AuditEvent) -> StoreResult<()>;
+    /// Deletes the endpoint with its pending deliveries and attempts; `NotFound` when gone.
+    async fn delete_webhook(&self, id: &str, event: &AuditEvent) -> StoreResult<()>;
+
+    /// Writes an event that no audited change carries (reminders, rate limits, credits,
+    /// tests), with a delivery for each endpoint that wants it, or only for `only_to`.
+    /// Returns false, writing nothing, when an event with this id exists already.
+    async fn enqueue_event(&self, event: &OutboxEvent, only_to: Option<&str>) -> StoreResult<bool>;
+
     /// An endpoint's attempts, newest first (`page.after`: the last attempt id seen).
     async fn list_attempts(&self, endpoint_id: &str, page: &Page) -> StoreResult<Vec<DeliveryAttempt>>;
     /// How many deliveries of this endpoint are still to be made.

@@ -4,6 +4,8 @@
 //! neither backend lists a table's columns value by value.
 
 use super::{AuditRow, CreditColumns, KeyRow, SiteRow};
+use crate::sessions::SessionRecord;
+use crate::webhooks::{DeliveryAttempt, EndpointRow};
 use latchkey_core::KeyRecord;
 
 /// The columns of `sites`, in the order [`SiteRow::into_columns`] gives them.
@@ -58,6 +60,61 @@ impl Columns {
 
     pub fn values(self) -> impl Iterator<Item = ColumnValue> {
         self.0.into_iter().map(|(_, value)| value)
+    }
+}
+
+impl SessionRecord {
+    pub fn into_columns(self) -> Columns {
+        Columns::default()
+            .bytes("id_hash", self.id_hash.to_vec())
+            .bytes("key_hash", self.key_hash.0.to_vec())
+            .text("key_prefix", self.key_prefix)
+            .text("csrf_token", self.csrf_token)
+            .integer("created_at", super::millis(self.created_at))
+            .integer("last_seen_at", super::millis(self.last_seen_at))
+            .text("state", self.state)
+            .integer("version", self.version)
+    }
+}
+
+impl EndpointRow {
+    pub fn into_columns(self) -> Columns {
+        let (id, site_id, created_at, failing_since) =
+            (self.id.clone(), self.site_id.clone(), self.created_at, self.failing_since);
+        Columns::default()
+            .text("id", id)
+            .text("site_id", site_id)
+            .and(self.into_changes())
+            .integer("failing_since", failing_since)
+            .integer("created_at", created_at)
+    }
+
+    /// What an edit of the endpoint writes.
+    pub fn into_changes(self) -> Columns {
+        Columns::default()
+            .text("url", self.url)
+            .text("description", self.description)
+            .text("events", self.events)
+            .text("secret", self.secret)
+            .text("previous_secret", self.previous_secret)
+            .integer("previous_secret_expires_at", self.previous_secret_expires_at)
+            .integer("updated_at", self.updated_at)
+    }
+}
+
+impl DeliveryAttempt {
+    /// The attempt's columns but `id`, which the database assigns.
+    pub fn into_columns(self) -> Columns {
+        Columns::default()
+            .text("endpoint_id", self.endpoint_id)
+            .text("event_id", self.event_id)
+            .text("event_type", self.event_type)
+            .integer("attempt", i64::from(self.attempt))
+            .integer("at", super::millis(self.at))
+            .integer("status_code", self.status_code.map(i64::from))
+            .text("error", self.error)
+            .integer("duration_ms", i64::try_from(self.duration_ms).unwrap_or(i64::MAX))
+            .integer("next_retry_at", self.next_retry_at.map(super::millis))
     }
 }
 
@@ -148,12 +205,15 @@ impl AuditRow {
 #[cfg(feature = "sqlx")]
 mod binding {
     use super::{ColumnValue, Columns};
-    use sqlx::{Database, Encode, QueryBuilder, Type};
+    use sqlx::{Arguments, Database, Encode, QueryBuilder, Type};
 
     /// A database whose driver binds every kind of [`ColumnValue`]: SQLite and PostgreSQL
     /// both do. One bound for the helpers below instead of a `where` list on each.
     pub trait BindsColumns<'args>: Database {
         fn push_value(query: &mut QueryBuilder<'args, Self>, value: ColumnValue);
+
+        /// Adds the value to a statement's arguments (see [`crate::sql::Statement`]).
+        fn add_value(arguments: &mut Self::Arguments<'args>, value: ColumnValue);
     }
 
     impl<'args, DB: Database> BindsColumns<'args> for DB
@@ -168,6 +228,16 @@ mod binding {
                 ColumnValue::Integer(number) => query.push_bind(number),
                 ColumnValue::Bytes(bytes) => query.push_bind(bytes),
             };
+        }
+
+        fn add_value(arguments: &mut DB::Arguments<'args>, value: ColumnValue) {
+            // Text, integers and bytes encode in both drivers whatever their value.
+            let added = match value {
+                ColumnValue::Text(text) => arguments.add(text),
+                ColumnValue::Integer(number) => arguments.add(number),
+                ColumnValue::Bytes(bytes) => arguments.add(bytes),
+            };
+            added.expect("a text, integer or bytes value always encodes");
         }
     }
 
