@@ -227,7 +227,7 @@ impl Scope {
 }
 
 /// A key's set of scopes: sorted and without duplicates, at most 64.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Scopes(Vec<Scope>);
 
 /// Written as a list of strings (`["flows:execute"]`).

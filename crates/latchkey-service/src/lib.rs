@@ -227,8 +227,7 @@ impl Service {
         self.limits.prune(now.timestamp());
         self.leak_report_throttle.prune(now.timestamp());
         // Each write is tried even when another fails: a lost write is retried next time.
-        let last_used = self.cache.flush_last_used().await;
-        let usage = self.cache.flush_usage(now).await;
+        let (last_used, usage) = self.cache.flush(now).await;
         // A Master key issued meanwhile by `latchkey bootstrap` (another process) ends the warning.
         if self.no_usable_master.load(Ordering::Relaxed) && self.store.has_usable_master(now).await? {
             self.no_usable_master.store(false, Ordering::Relaxed);

@@ -163,7 +163,7 @@ impl Service {
         if !key.allows_ip(check.client_ip) {
             return Ok(Verdict::refused(Refusal::IpNotAllowed, Some(key)));
         }
-        if let Err(unmet) = check.requirement.check(key.permission, key.site_ulid(), &key.scopes) {
+        if let Err(unmet) = check.requirement.check(key.permission(), key.site_ulid(), key.scopes()) {
             return Ok(Verdict::refused(unmet.into(), Some(key)));
         }
         let window = match key.extras().ratelimit {
@@ -177,7 +177,7 @@ impl Service {
             None => None,
         };
         let cost = match check.cost {
-            Some(cost) if key.has_credits => cost,
+            Some(cost) if key.has_credits() => cost,
             _ => return Ok(Verdict::Allowed { key: key.clone(), remaining: None, window }),
         };
         let started = std::time::Instant::now();

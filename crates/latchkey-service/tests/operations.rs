@@ -349,3 +349,32 @@ async fn a_cached_answer_is_served_no_longer_than_a_fractional_staleness_bound_o
     let reread = other.verify(presented, &Check::default()).await.unwrap().allowed().err();
     assert_eq!(reread, Some(Refusal::Blocked), "0.6 s old: past the 0.5 s bound, read again");
 }
+
+#[tokio::test]
+async fn bookkeeping_writes_the_last_second_used_and_every_request_counted_once() {
+    let world = World::new().await;
+    let (read, secret) = world.key("counted", Permission::Read, Some(&world.site)).await;
+    let (id, key) = (read.id.to_string(), Presented::Key(secret.expose()));
+    let master = Caller::system();
+    let admin_only = Check::default().requiring(Requirement::dashboard());
+    for _ in 0..3 {
+        assert_eq!(refusal(&world, key, &Check::default()).await, None);
+    }
+    assert_eq!(refusal(&world, key, &admin_only).await, Some(Refusal::InsufficientPermission));
+    world.clock.advance(chrono::Duration::milliseconds(2_500));
+    let last_use = world.service.now();
+    assert_eq!(refusal(&world, key, &Check::default()).await, None);
+    world.service.write_bookkeeping().await.unwrap();
+    let stored = world.service.keys().get(&master, &id).await.unwrap();
+    assert_eq!(stored.last_used_at.map(|at| at.timestamp()), Some(last_use.timestamp()), "kept to the second");
+    assert_eq!(requests_counted(&world, &id).await, (4, 1));
+    // A second flush with nothing new writes nothing more.
+    world.service.write_bookkeeping().await.unwrap();
+    assert_eq!(requests_counted(&world, &id).await, (4, 1));
+}
+
+/// Allowed and refused requests of the key `id`, summed over its usage days.
+async fn requests_counted(world: &World, id: &str) -> (u64, u64) {
+    let usage = world.service.keys().usage(&Caller::system(), id, 1).await.unwrap();
+    usage.iter().fold((0, 0), |(allowed, refused), day| (allowed + day.allowed, refused + day.refused))
+}

@@ -86,7 +86,7 @@ impl FromRequestParts<AppState> for Dashboard {
             key_prefix: Some(session.key_prefix.clone()),
             source_ip: ip.map(|ip| ip.to_string()),
         };
-        Ok(Dashboard { caller: key.caller(actor), key_name: key.name.to_string(), session, session_id })
+        Ok(Dashboard { caller: key.caller(actor), key_name: key.name().to_owned(), session, session_id })
     }
 }
 

@@ -114,10 +114,10 @@ impl<'a> VerifiedMetadata<'a> {
         let extras = key.extras();
         Self {
             key_id: PrefixedId(latchkey_core::KeyId::PREFIX, key.ulid()),
-            name: &key.name,
+            name: key.name(),
             site_id: key.site_ulid().map(|site| PrefixedId(SiteId::PREFIX, site)),
-            permission: key.permission.as_str(),
-            scopes: &key.scopes,
+            permission: key.permission().as_str(),
+            scopes: key.scopes(),
             expires_at: key.expires_at(),
             owner_id: extras.owner_id.as_deref(),
             metadata: extras.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()),
@@ -343,8 +343,8 @@ fn allowed(key: &VerifiedKey) -> Response {
     };
     set("x-latchkey-key-id", key.id().to_string());
     set("x-latchkey-site", key.site_id().map(|id| id.to_string()).unwrap_or_default());
-    set("x-latchkey-permission", key.permission.as_str().to_owned());
-    set("x-latchkey-scopes", key.scopes.to_strings().join(" "));
+    set("x-latchkey-permission", key.permission().as_str().to_owned());
+    set("x-latchkey-scopes", key.scopes().to_strings().join(" "));
     // Always sent, empty when the key has no owner: proxies that copy it (Caddy 2.6's
     // copy_headers) would otherwise pass a client's forged value or a placeholder on.
     set("x-latchkey-owner", key.extras().owner_id.as_deref().unwrap_or_default().to_owned());
