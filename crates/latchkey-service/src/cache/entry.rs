@@ -1,6 +1,7 @@
 //! What the cache keeps of a key, packed small because a million of these may be
 //! resident. Measured per cached key at a million keys (docs/PERFORMANCE.md, "Memory per
-//! cached key"): the entry is one 80-byte allocation; what many keys share (site, level,
+//! cached key"): the entry is one 64-byte allocation (48 bytes and the `Arc`'s two
+//! counts: mimalloc's 64-byte size class); what many keys share (site, level, status,
 //! name, scopes) is one interned [`KeyProfile`] that they point to.
 
 use chrono::{DateTime, Utc};
@@ -10,38 +11,41 @@ use latchkey_core::{
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-/// A cached key: what is the key's own (id, status, expiry) and its bookkeeping since the
-/// last flush, plus a pointer to what it shares with other keys.
+/// A cached key: what is the key's own (id, expiry) and its bookkeeping since the last
+/// flush, plus a pointer to what it shares with other keys. Every field counts: one byte
+/// more and a million entries cost 16 MB more (the next size class).
 pub struct VerifiedKey {
     id: [u8; 16],
-    status: Status,
     /// Milliseconds since the epoch; `i64::MAX` for "never".
     expires_at_ms: i64,
     profile: Arc<KeyProfile>,
     /// When this entry was read from the store: tenths of a second since the cache's epoch
-    /// on the service's clock (4 bytes, not 8: the entry stays in the allocator's 80-byte
-    /// size class).
+    /// on the service's clock (4 bytes, not 8).
     pub(super) loaded_at: u32,
-    /// The last second (Unix) in which this key was used, and the last one written to the
-    /// store: the flush writes last-used only for keys where they differ.
+    /// The last second (Unix) in which this key was used; 0 for not since it was loaded.
     pub(super) last_used_second: AtomicU32,
-    pub(super) last_used_written: AtomicU32,
-    /// Requests counted since the last flush, and whether the key is queued for it.
+    /// Requests allowed since the last flush.
     pub(super) pending_allowed: AtomicU32,
+    /// Requests refused since the last flush, and in [`QUEUED`] whether the key is queued
+    /// for the next one: one swap takes both, so no count is left behind unqueued.
     pub(super) pending_refused: AtomicU32,
-    pub(super) queued: AtomicBool,
 }
 
-/// What a key shares with others that were issued alike: its site, level, name, scopes,
-/// whether it spends credits, and its rare settings. Interned when it has no rare settings
+/// The bit of `pending_refused` that says the key is in the flush queue. The count below it
+/// would need 2^31 refusals between two flushes to reach it.
+pub(super) const QUEUED: u32 = 1 << 31;
+
+/// What a key shares with others that were issued alike: its site, level, status, name,
+/// scopes, whether it spends credits, and its rare settings. Interned when it has no rare settings
 /// (an owner or metadata is usually one key's own), so a million keys issued by one
 /// integration point to a handful of these.
 pub struct KeyProfile {
     site: Option<[u8; 16]>,
     permission: Permission,
+    status: Status,
     has_credits: bool,
     name: Box<str>,
     scopes: Scopes,
@@ -64,8 +68,8 @@ static NO_EXTRAS: VerifiedExtras =
 // Only profiles without extras are interned, so equality ignores them.
 impl PartialEq for KeyProfile {
     fn eq(&self, other: &Self) -> bool {
-        (self.site, self.permission, self.has_credits, &self.name, &self.scopes)
-            == (other.site, other.permission, other.has_credits, &other.name, &other.scopes)
+        (self.site, self.permission, self.status, self.has_credits, &self.name, &self.scopes)
+            == (other.site, other.permission, other.status, other.has_credits, &other.name, &other.scopes)
     }
 }
 
@@ -73,7 +77,7 @@ impl Eq for KeyProfile {}
 
 impl Hash for KeyProfile {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (self.site, self.permission, self.has_credits, &self.name, &self.scopes).hash(state);
+        (self.site, self.permission, self.status, self.has_credits, &self.name, &self.scopes).hash(state);
     }
 }
 
@@ -87,6 +91,7 @@ impl KeyProfile {
         Self {
             site: record.site_id.as_ref().map(|site| site.ulid().to_bytes()),
             permission: record.permission,
+            status: record.status,
             has_credits: options.credits.is_some(),
             name: record.name.as_str().into(),
             scopes: record.scopes.clone(),
@@ -147,15 +152,12 @@ impl VerifiedKey {
     pub(super) fn from_record(record: &KeyRecord, loaded_at: u32, profiles: &ProfileInterner) -> Self {
         Self {
             id: record.id.ulid().to_bytes(),
-            status: record.status,
             expires_at_ms: record.expires_at.map_or(i64::MAX, |at| at.timestamp_millis()),
             profile: profiles.intern(KeyProfile::of(record)),
             loaded_at,
             last_used_second: AtomicU32::new(0),
-            last_used_written: AtomicU32::new(0),
             pending_allowed: AtomicU32::new(0),
             pending_refused: AtomicU32::new(0),
-            queued: AtomicBool::new(false),
         }
     }
 
@@ -212,7 +214,7 @@ impl VerifiedKey {
 
     /// Blocked wins over expired, as in `KeyRecord::state_at`.
     pub fn state_at(&self, now: DateTime<Utc>) -> KeyState {
-        if self.status == Status::Blocked {
+        if self.profile.status == Status::Blocked {
             KeyState::Blocked
         } else if self.expires_at_ms <= now.timestamp_millis() {
             KeyState::Expired
@@ -251,6 +253,12 @@ mod tests {
 
     fn entry(record: &KeyRecord, profiles: &ProfileInterner) -> VerifiedKey {
         VerifiedKey::from_record(record, 0, profiles)
+    }
+
+    #[test]
+    fn an_entry_fits_the_allocators_64_byte_class() {
+        // 48 bytes and the Arc's strong and weak counts.
+        assert_eq!(std::mem::size_of::<VerifiedKey>(), 48);
     }
 
     #[test]

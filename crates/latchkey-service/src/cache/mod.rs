@@ -19,6 +19,7 @@
 
 mod entry;
 
+use entry::QUEUED;
 pub use entry::{KeyProfile, VerifiedExtras, VerifiedKey};
 
 use crate::stats::{ServiceStats, StoreQuery};
@@ -164,7 +165,8 @@ impl KeyCache {
     }
 
     fn queue(&self, key: &Arc<VerifiedKey>) {
-        if !key.queued.load(Ordering::Acquire) && !key.queued.swap(true, Ordering::AcqRel) {
+        let flags = &key.pending_refused;
+        if flags.load(Ordering::Acquire) & QUEUED == 0 && flags.fetch_or(QUEUED, Ordering::AcqRel) & QUEUED == 0 {
             self.pending.lock().push(key.clone());
         }
     }
@@ -195,22 +197,23 @@ impl KeyCache {
         let mut last_used = Vec::new();
         let mut usage = Vec::new();
         for key in batch {
-            // Unqueue before taking what to write: a request counted after this re-queues the key.
-            key.queued.store(false, Ordering::Release);
-            let second = key.last_used_second.load(Ordering::Relaxed);
-            let written = key.last_used_written.swap(second, Ordering::AcqRel);
-            if second > written {
-                last_used.push((key, written, second));
-            }
+            // Unqueued and the refusals taken in one swap, before the allowed count: a
+            // request counted after it re-queues the key, so nothing counted is left behind.
+            let refused = key.pending_refused.swap(0, Ordering::AcqRel) & !QUEUED;
             let allowed = key.pending_allowed.swap(0, Ordering::AcqRel);
-            let refused = key.pending_refused.swap(0, Ordering::AcqRel);
+            // Queued keys were checked since the last flush, so most were used: write the
+            // second of the last use (again, for a key refused only since; MAX keeps it).
+            let second = key.last_used_second.load(Ordering::Relaxed);
+            if second > 0 {
+                last_used.push((key, second));
+            }
             if allowed + refused > 0 {
                 usage.push((key, allowed, refused));
             }
         }
         let last_used_rows: Vec<(KeyId, DateTime<Utc>)> = last_used
             .iter()
-            .filter_map(|(key, _, second)| Some((key.id(), DateTime::from_timestamp(i64::from(*second), 0)?)))
+            .filter_map(|(key, second)| Some((key.id(), DateTime::from_timestamp(i64::from(*second), 0)?)))
             .collect();
         let usage_rows: Vec<UsageCount> = usage
             .iter()
@@ -223,9 +226,8 @@ impl KeyCache {
             .collect();
         let last_used_written = self.write_last_used(&last_used_rows).await;
         if last_used_written.is_err() {
-            for (key, written, _) in last_used {
-                // Back to what the store has, unless a later flush already moved it on.
-                let _ = key.last_used_written.fetch_min(written, Ordering::AcqRel);
+            // Queued again, the key's last use is written by the next flush.
+            for (key, _) in last_used {
                 self.queue(key);
             }
         }
