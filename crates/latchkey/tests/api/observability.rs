@@ -52,7 +52,9 @@ async fn metrics_count_each_verification_by_outcome_and_each_request_by_route() 
     assert_eq!(moved(r#"latchkey_http_request_duration_seconds_count{route="/api/v1/auth",status="4xx"}"#), 1.0);
     // The cache answered the Master key's three checks without the store.
     assert!(moved("latchkey_cache_hits_total") >= 3.0, "{after}");
-    assert!(sample(&after, "latchkey_cache_entries") >= 2.0);
+    // The Master key at least. The blocked key was cached by the forward-auth check too, but
+    // on PostgreSQL the block's own notification may arrive after that and evict it again.
+    assert!(sample(&after, "latchkey_cache_entries") >= 1.0, "{after}");
     assert!(sample(&after, "latchkey_flush_lag_seconds") < 60.0);
 }
 
