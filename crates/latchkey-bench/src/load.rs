@@ -287,3 +287,55 @@ pub async fn healthy(addr: SocketAddr) -> bool {
     let request = Scenario::Noop.request(&addr.to_string(), "");
     exchange(&mut sender, request, Scenario::Noop.expected()).await.is_ok()
 }
+
+/// One keep-alive connection for single calls whose answers matter one by one (the
+/// propagation probe's management calls and polls), as opposed to the counted load above.
+pub struct Caller {
+    addr: SocketAddr,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Caller {
+    pub async fn connect(addr: SocketAddr) -> Result<Self> {
+        Ok(Self { addr, sender: connect(addr).await? })
+    }
+
+    /// Sends `method path` (with `X-API-Key` and a JSON body when given) and returns the
+    /// status and the body parsed as JSON (`null` for an empty body).
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        api_key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, serde_json::Value)> {
+        if self.sender.is_closed() {
+            self.sender = connect(self.addr).await?;
+        }
+        let mut builder = Request::builder().method(method).uri(path).header(HOST, self.addr.to_string());
+        if let Some(key) = api_key {
+            builder = builder.header("x-api-key", key);
+        }
+        let body = match body {
+            Some(value) => {
+                builder = builder.header(CONTENT_TYPE, "application/json");
+                Bytes::from(value.to_string())
+            }
+            None => Bytes::new(),
+        };
+        self.sender.ready().await.context("connection not ready")?;
+        let response = self.sender.send_request(builder.body(Full::new(body))?).await.context("send")?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.context("body")?.to_bytes();
+        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes)? };
+        Ok((status, json))
+    }
+
+    /// `POST /api/v1/verify` for `key`: whether the server said `"valid": true`.
+    pub async fn is_valid(&mut self, key: &str) -> Result<bool> {
+        let (status, body) =
+            self.call(Method::POST, "/api/v1/verify", None, Some(serde_json::json!({ "key": key }))).await?;
+        anyhow::ensure!(status == StatusCode::OK, "verify answered {status}: {body}");
+        Ok(body["valid"] == serde_json::Value::Bool(true))
+    }
+}

@@ -9,6 +9,8 @@
 
 mod load;
 mod naive;
+mod postgres;
+mod propagation;
 mod report;
 mod seed;
 mod server;
@@ -96,6 +98,24 @@ struct RunArgs {
     /// The `latchkey` binary to test (default: next to this executable, built if missing).
     #[arg(long)]
     latchkey_bin: Option<PathBuf>,
+    /// `sqlite`: the run above. `postgres`: on a PostgreSQL database of `--keys-small`
+    /// keys, one instance's no-op, verify and forward-auth rounds, then two instances
+    /// serving verify at once while keys are blocked on one and timed on the other.
+    #[arg(long, value_enum, default_value_t = Engine::Sqlite)]
+    engine: Engine,
+    /// With `--engine postgres`: a database URL on the server to use; the run creates a
+    /// database of its own there and drops it at the end.
+    #[arg(long, default_value = "postgres://127.0.0.1:5432/postgres")]
+    postgres_url: String,
+    /// With `--engine postgres`: keys blocked on instance A during the two-instance run.
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    Sqlite,
+    Postgres,
 }
 
 fn main() -> Result<()> {
@@ -119,6 +139,8 @@ fn main() -> Result<()> {
     runtime.block_on(run(args))
 }
 
+const LATCHKEY_SCENARIOS: &[Scenario] = &[Scenario::Noop, Scenario::Verify, Scenario::Auth];
+
 /// Everything the latchkey or naive server is started with, and what to run against it.
 struct ServerRun<'a> {
     name: &'static str,
@@ -141,6 +163,9 @@ async fn run(args: RunArgs) -> Result<()> {
     let latchkey = server::locate_latchkey(args.latchkey_bin.as_deref())?;
     let this = std::env::current_exe()?;
     println!("latchkey binary: {}", latchkey.display());
+    if args.engine == Engine::Postgres {
+        return postgres::run(&args, &latchkey).await;
+    }
     println!(
         "load: {} connections, {} s warm-up + {} s measured per scenario, {} load thread(s), {} cores",
         args.connections,
@@ -170,7 +195,7 @@ async fn run(args: RunArgs) -> Result<()> {
         let mut serve = vec![
             "serve".to_owned(),
             "--database".to_owned(),
-            db.path.display().to_string(),
+            db.database.clone(),
             "--cache-capacity".to_owned(),
             capacity.to_string(),
         ];
@@ -179,9 +204,7 @@ async fn run(args: RunArgs) -> Result<()> {
         }
         serve
     };
-    let naive_args =
-        |db: &Seeded| vec!["naive-server".to_owned(), "--database".to_owned(), db.path.display().to_string()];
-    const LATCHKEY_SCENARIOS: &[Scenario] = &[Scenario::Noop, Scenario::Verify, Scenario::Auth];
+    let naive_args = |db: &Seeded| vec!["naive-server".to_owned(), "--database".to_owned(), db.database.clone()];
     let staleness = Some(args.cache_max_staleness);
     let mut runs = vec![
         ServerRun {

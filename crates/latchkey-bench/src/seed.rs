@@ -1,12 +1,13 @@
-//! Seeds a benchmark database straight through the SQLite backend's bulk `import`, and
-//! keeps the full keys in memory: the store only ever holds their hashes, and the load
-//! generator needs the keys themselves to present them.
+//! Seeds a benchmark database straight through a backend's bulk `import` (SQLite, or
+//! PostgreSQL for `--engine postgres`), and keeps the full keys in memory: the store only
+//! ever holds their hashes, and the load generator needs the keys themselves to present
+//! them.
 
 use anyhow::{Context, Result};
 use latchkey_core::{KeyFormat, KeyName, KeyRecord, Permission, Scopes, SiteId};
 use latchkey_sqlite::SqliteStore;
 use latchkey_store::{conformance, ImportBatch, Store};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,10 +17,15 @@ use std::time::Instant;
 const BATCH: usize = 10_000;
 
 pub struct Seeded {
-    pub path: PathBuf,
+    /// What `latchkey serve --database` is given: a file path or a `postgres://` URL.
+    pub database: String,
     /// Every Read key, in insertion order. The Master key is not in here: the load only
     /// presents site keys, as a protected service would.
     pub keys: Arc<Vec<String>>,
+    /// The one site the Read keys belong to.
+    pub site: SiteId,
+    /// The Master key, for the management calls of the propagation probe.
+    pub master: String,
 }
 
 /// One key record and the key it was made from. Built on the conformance suite's
@@ -37,17 +43,24 @@ fn new_key(format: &KeyFormat, permission: Permission, site: Option<&SiteId>, na
     (record, secret.expose().to_owned())
 }
 
-/// Creates `path` with one site, `count` Read keys on it and one Master key.
+/// Creates the SQLite file `path` with one site, `count` Read keys on it and one Master key.
 pub async fn seed(path: &Path, count: usize) -> Result<Seeded> {
+    let location = path.to_str().context("temp path is not UTF-8")?;
+    let store = SqliteStore::open(location).await.map_err(|e| anyhow::anyhow!("open {location}: {e}"))?;
+    let seeded = fill(&store, location, count).await;
+    store.close().await;
+    seeded
+}
+
+/// Fills an empty `store` (which `latchkey serve --database database` opens) with one
+/// site, `count` Read keys on it and one Master key.
+pub async fn fill(store: &dyn Store, database: &str, count: usize) -> Result<Seeded> {
     let started = Instant::now();
-    let store = SqliteStore::open(path.to_str().context("temp path is not UTF-8")?)
-        .await
-        .map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
     let site = conformance::new_site("Benchmark");
 
     // Key generation (CSPRNG + base62 + SHA-256) runs on its own thread while the
     // previous batch is being inserted, so seeding costs max(generate, insert), not both.
-    let (batches, received) = mpsc::sync_channel::<(Vec<KeyRecord>, Vec<String>)>(2);
+    let (batches, received) = mpsc::sync_channel::<(Vec<KeyRecord>, Vec<String>, Option<String>)>(2);
     let site_id = site.id.clone();
     let producer = std::thread::spawn(move || {
         let format = KeyFormat::default();
@@ -58,9 +71,11 @@ pub async fn seed(path: &Path, count: usize) -> Result<Seeded> {
             let size = remaining.min(BATCH);
             let mut records = Vec::with_capacity(size + 1);
             let mut keys = Vec::with_capacity(size);
+            let mut master = None;
             if first {
-                let (master, _) = new_key(&format, Permission::Master, None, &name);
-                records.push(master);
+                let (record, key) = new_key(&format, Permission::Master, None, &name);
+                records.push(record);
+                master = Some(key);
                 first = false;
             }
             for _ in 0..size {
@@ -69,19 +84,22 @@ pub async fn seed(path: &Path, count: usize) -> Result<Seeded> {
                 keys.push(key);
             }
             remaining -= size;
-            if batches.send((records, keys)).is_err() {
+            if batches.send((records, keys, master)).is_err() {
                 return;
             }
         }
     });
 
     let mut all_keys = Vec::with_capacity(count);
+    let mut master_key = None;
+    let site_id = site.id.clone();
     let mut sites = vec![site];
     let mut last_report = Instant::now();
-    for (records, keys) in received {
+    for (records, keys, master) in received {
         let batch = ImportBatch { sites: std::mem::take(&mut sites), keys: records, ..ImportBatch::default() };
-        store.import(&batch).await.map_err(|e| anyhow::anyhow!("import into {}: {e}", path.display()))?;
+        store.import(&batch).await.map_err(|e| anyhow::anyhow!("import into {database}: {e}"))?;
         all_keys.extend(keys);
+        master_key = master_key.or(master);
         if last_report.elapsed().as_secs_f64() >= 5.0 || all_keys.len() == count {
             let seconds = started.elapsed().as_secs_f64();
             println!(
@@ -93,7 +111,11 @@ pub async fn seed(path: &Path, count: usize) -> Result<Seeded> {
         }
     }
     producer.join().map_err(|_| anyhow::anyhow!("the key generator thread panicked"))?;
-    store.close().await;
     anyhow::ensure!(all_keys.len() == count, "seeded {} keys, wanted {count}", all_keys.len());
-    Ok(Seeded { path: path.to_owned(), keys: Arc::new(all_keys) })
+    Ok(Seeded {
+        database: database.to_owned(),
+        keys: Arc::new(all_keys),
+        site: site_id,
+        master: master_key.context("the first batch holds the Master key")?,
+    })
 }

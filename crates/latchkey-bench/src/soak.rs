@@ -33,13 +33,8 @@ pub async fn run(args: SoakArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let db = seed::seed(&dir.path().join("soak.db"), args.keys).await?;
     let addr = server::free_address()?;
-    let server_args = vec![
-        "serve".to_owned(),
-        "--listen".into(),
-        addr.to_string(),
-        "--database".into(),
-        db.path.display().to_string(),
-    ];
+    let server_args =
+        vec!["serve".to_owned(), "--listen".into(), addr.to_string(), "--database".into(), db.database.clone()];
     let mut server = ServerProcess::spawn("latchkey", &latchkey, &server_args, addr)?;
     server.wait_healthy(Duration::from_secs(60)).await?;
     println!(
