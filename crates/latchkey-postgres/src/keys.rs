@@ -7,7 +7,7 @@
 use super::{push_filter, push_page, Tx};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use latchkey_core::{KeyId, KeyRecord, SiteId};
+use latchkey_core::{KeyHash, KeyId, KeyRecord, SiteId};
 use latchkey_store::key_writes::{KeyRows, RowsOf};
 use latchkey_store::rows::{millis, Columns, KeyRow, KEY_COLUMNS};
 use latchkey_store::{KeyFilter, MasterKind, Page, StoreResult};
@@ -28,6 +28,19 @@ where
     query.push_bind(value);
     let row: Option<KeyRow> = query.build_query_as().fetch_optional(pool).await?;
     row.map(KeyRow::into_record).transpose()
+}
+
+/// The keys whose hash is one of `hashes`: one statement, the hashes as one `bytea[]`.
+pub(crate) async fn with_hashes(pool: &PgPool, hashes: &[KeyHash]) -> StoreResult<Vec<KeyRecord>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hashes: Vec<&[u8]> = hashes.iter().map(|hash| &hash.0[..]).collect();
+    let rows: Vec<KeyRow> = sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ANY($1)"))
+        .bind(hashes)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter().map(KeyRow::into_record).collect()
 }
 
 pub(crate) async fn list(pool: &PgPool, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>> {

@@ -208,6 +208,10 @@ impl Store for PostgresStore {
         keys::find(&self.pool, "hash", &hash.0[..]).await
     }
 
+    async fn find_keys_by_hashes(&self, hashes: &[KeyHash]) -> StoreResult<Vec<KeyRecord>> {
+        keys::with_hashes(&self.pool, hashes).await
+    }
+
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>> {
         keys::list(&self.pool, filter, page).await
     }

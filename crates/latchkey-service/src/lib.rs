@@ -214,6 +214,12 @@ impl Service {
         self.cache.store_reads()
     }
 
+    /// How many store calls those reads took: misses that arrive together are read
+    /// together (`cache/reads.rs`).
+    pub fn store_read_batches(&self) -> u64 {
+        self.cache.store_read_batches()
+    }
+
     /// How many keys the verification cache holds (for benchmarks and health).
     pub fn cached_keys(&self) -> usize {
         self.cache.cached_keys()

@@ -378,3 +378,37 @@ async fn requests_counted(world: &World, id: &str) -> (u64, u64) {
     let usage = world.service.keys().usage(&Caller::system(), id, 1).await.unwrap();
     usage.iter().fold((0, 0), |(allowed, refused), day| (allowed + day.allowed, refused + day.refused))
 }
+
+#[tokio::test]
+async fn concurrent_misses_are_read_together_and_each_gets_its_own_answer() {
+    let world = World::new().await;
+    let mut secrets = Vec::new();
+    for n in 0..120 {
+        secrets.push(world.key(&format!("cold {n}"), Permission::Read, Some(&world.site)).await.1);
+    }
+    let (blocked, blocked_secret) = world.key("blocked", Permission::Read, Some(&world.site)).await;
+    world.service.keys().block(&Caller::system(), &blocked.id.to_string()).await.unwrap();
+    // Another service on the same file: nothing of this is cached there yet.
+    let path = world._dir.path().join("service.db");
+    let store = latchkey_sqlite::SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let cold = Service::new(Arc::new(store), ServiceConfig::default(), world.clock.clone());
+    let mut presented: Vec<(String, Option<Refusal>)> = secrets.iter().map(|s| (s.expose().to_owned(), None)).collect();
+    presented.push((blocked_secret.expose().to_owned(), Some(Refusal::Blocked)));
+    presented.push((latchkey_core::KeyFormat::default().generate().expose().to_owned(), Some(Refusal::InvalidKey)));
+    // On this one-thread runtime every check queues its miss before any read comes back.
+    let checks: Vec<_> = presented
+        .iter()
+        .map(|(secret, _)| {
+            let (cold, secret) = (cold.clone(), secret.clone());
+            tokio::spawn(async move {
+                cold.verify(Presented::Key(&secret), &Check::default()).await.unwrap().allowed().err()
+            })
+        })
+        .collect();
+    for (check, (_, expected)) in checks.into_iter().zip(&presented) {
+        assert_eq!(check.await.unwrap(), *expected);
+    }
+    assert_eq!(cold.store_reads(), presented.len() as u64, "one read per key");
+    let batches = cold.store_read_batches();
+    assert!(batches <= 8, "{} misses took {batches} store calls", presented.len());
+}

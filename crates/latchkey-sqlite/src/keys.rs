@@ -6,11 +6,11 @@
 use super::Tx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use latchkey_core::{KeyId, KeyRecord};
+use latchkey_core::{KeyHash, KeyId, KeyRecord};
 use latchkey_store::key_writes::{KeyRows, RowsOf};
 use latchkey_store::rows::{millis, Columns, KeyRow, KEY_COLUMNS};
 use latchkey_store::{MasterKind, StoreError, StoreResult};
-use sqlx::{Encode, Executor, QueryBuilder, Sqlite, Type};
+use sqlx::{Encode, Executor, QueryBuilder, Sqlite, SqlitePool, Type};
 
 /// A writing transaction, for the key writes.
 pub(crate) struct KeyTx<'t>(pub(crate) &'t mut Tx);
@@ -30,6 +30,22 @@ where
     let mut query = QueryBuilder::new(format!("SELECT {KEY_COLUMNS} FROM keys WHERE {column} = "));
     query.push_bind(value);
     Ok(query.build_query_as().fetch_all(executor).await?)
+}
+
+/// The keys whose hash is one of `hashes`, in one statement on the readers (an `IN` list:
+/// SQLite has no array parameter; each list length is its own cached statement).
+pub(crate) async fn with_hashes(readers: &SqlitePool, hashes: &[KeyHash]) -> StoreResult<Vec<KeyRecord>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = QueryBuilder::new(format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash IN ("));
+    let mut list = query.separated(", ");
+    for hash in hashes {
+        list.push_bind(hash.0.to_vec());
+    }
+    query.push(")");
+    let rows: Vec<KeyRow> = query.build_query_as().fetch_all(readers).await?;
+    rows.into_iter().map(KeyRow::into_record).collect()
 }
 
 /// The one key of a lookup by a unique column.

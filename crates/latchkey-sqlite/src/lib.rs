@@ -201,6 +201,10 @@ impl Store for SqliteStore {
         keys::one(keys::select(&self.readers, "hash", &hash.0[..]).await?)
     }
 
+    async fn find_keys_by_hashes(&self, hashes: &[KeyHash]) -> StoreResult<Vec<KeyRecord>> {
+        keys::with_hashes(&self.readers, hashes).await
+    }
+
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>> {
         let rows: Vec<KeyRow> = sqlx::query_as(&format!(
             "SELECT {KEY_COLUMNS} FROM keys

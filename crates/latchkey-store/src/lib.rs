@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use latchkey_core::{AuditAction, AuditEvent, KeyHash, KeyId, KeyRecord, Site, SiteId, SiteName};
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
@@ -117,6 +117,11 @@ pub trait Store: sessions::SessionRows + Send + Sync + 'static {
     async fn create_key(&self, key: Audited<'_, KeyRecord>) -> StoreResult<()>;
     async fn get_key(&self, id: &KeyId) -> StoreResult<Option<KeyRecord>>;
     async fn find_key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<KeyRecord>>;
+    /// The keys with any of these hashes, in no particular order; a hash no key has is
+    /// simply absent. The verification cache reads its concurrent misses with one call:
+    /// one round trip to the database (and, on SQLite, one hand-off to a reader thread)
+    /// for the lot. Callers keep `hashes` to a few dozen.
+    async fn find_keys_by_hashes(&self, hashes: &[KeyHash]) -> StoreResult<Vec<KeyRecord>>;
     async fn list_keys(&self, filter: &KeyFilter, page: &Page) -> StoreResult<Vec<KeyRecord>>;
     /// Replaces the mutable fields of `before` with those of `after`, if the stored key
     /// still has `before.updated_at`; otherwise `Conflict`. The no-lockout rule is then

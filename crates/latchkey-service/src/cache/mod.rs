@@ -18,6 +18,7 @@
 //!   write per request, and nothing kept per key besides the entry and one queue slot.
 
 mod entry;
+mod reads;
 
 use entry::QUEUED;
 pub use entry::{KeyProfile, VerifiedExtras, VerifiedKey};
@@ -28,6 +29,7 @@ use entry::ProfileInterner;
 use latchkey_core::{KeyHash, KeyId, KeyRecord};
 use latchkey_store::{SharedStore, StoreError, UsageCount};
 use parking_lot::Mutex;
+use reads::BatchedReads;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +47,8 @@ const TICK_MS: i64 = 100;
 
 pub struct KeyCache {
     store: SharedStore,
+    /// The store reads of misses and bypasses, batched.
+    reads: Arc<BatchedReads>,
     /// Clock milliseconds that load times count from.
     epoch_ms: i64,
     known: quick_cache::sync::Cache<KeyHash, Arc<VerifiedKey>>,
@@ -74,6 +78,7 @@ impl KeyCache {
         stats: Arc<ServiceStats>,
     ) -> Self {
         Self {
+            reads: BatchedReads::new(store.clone()),
             store,
             epoch_ms: epoch.timestamp_millis(),
             known: quick_cache::sync::Cache::new(capacity.max(16)),
@@ -146,7 +151,7 @@ impl KeyCache {
     async fn read_store(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         self.store_reads.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let record = self.store.find_key_by_hash(hash).await;
+        let record = self.reads.find(*hash).await;
         self.stats.time_store_query(StoreQuery::FindKeyByHash, started.elapsed());
         record
     }
@@ -278,6 +283,11 @@ impl KeyCache {
 
     pub fn store_reads(&self) -> u64 {
         self.store_reads.load(Ordering::Relaxed)
+    }
+
+    /// How many store calls those reads took: concurrent misses share one.
+    pub fn store_read_batches(&self) -> u64 {
+        self.reads.batches()
     }
 
     pub fn cached_keys(&self) -> usize {

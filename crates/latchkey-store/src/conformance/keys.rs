@@ -25,6 +25,25 @@ pub async fn a_created_key_is_found_by_id_and_by_hash(store: SharedStore) {
     assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
 }
 
+pub async fn keys_are_found_by_many_hashes_at_once(store: SharedStore) {
+    let site = store_site(&store, "blog").await;
+    let mut stored = Vec::new();
+    for _ in 0..40 {
+        stored.push(store_key(&store, Permission::Read, Some(&site.id)).await);
+    }
+    let unknown = KeyFormat::default().generate().hash();
+    assert_eq!(store.find_keys_by_hashes(&[]).await.unwrap(), Vec::<KeyRecord>::new());
+    assert_eq!(store.find_keys_by_hashes(&[unknown]).await.unwrap(), Vec::<KeyRecord>::new());
+    // Every fourth key, an unknown hash among them and one hash twice: each key once.
+    let mut wanted: Vec<KeyRecord> = stored.iter().step_by(4).cloned().collect();
+    let mut hashes: Vec<_> = wanted.iter().map(|key| key.hash).collect();
+    hashes.extend([unknown, wanted[0].hash]);
+    let mut found = store.find_keys_by_hashes(&hashes).await.unwrap();
+    found.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    wanted.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    assert_eq!(found, wanted);
+}
+
 pub async fn keys_list_newest_first_with_a_cursor_and_by_site(store: SharedStore) {
     let site = store_site(&store, "a").await;
     let other = store_site(&store, "b").await;

@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
     (#[$test:meta] $run:path) => {
         $crate::conformance_tests!(@checks #[$test] $run;
             keys::a_created_key_is_found_by_id_and_by_hash,
+            keys::keys_are_found_by_many_hashes_at_once,
             keys::keys_list_newest_first_with_a_cursor_and_by_site,
             keys::an_update_applies_only_to_the_version_that_was_read,
             keys::deleting_a_site_deletes_its_keys_and_returns_them,
