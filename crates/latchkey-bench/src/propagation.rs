@@ -8,6 +8,7 @@ use crate::load::Caller;
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
+use latchkey_core::ParsedKey;
 use serde::Serialize;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -85,6 +86,7 @@ async fn run(probe: Probe) -> Result<Propagation> {
             on_a.call(Method::POST, &format!("/api/v1/keys/{id}/block"), Some(&probe.master), None).await?;
         anyhow::ensure!(status == StatusCode::OK, "block on A answered {status}: {body}");
         let returned = Instant::now();
+        let blocked_at = chrono::Utc::now();
         if on_a.is_valid(&key).await? {
             result.accepted_by_a_after_block += 1;
         }
@@ -93,6 +95,13 @@ async fn run(probe: Probe) -> Result<Propagation> {
                 latency.saturating_record(returned.elapsed().as_nanos() as u64);
                 if returned.elapsed() > SLOW {
                     result.slower_than_100ms += 1;
+                    let hash = ParsedKey::parse(&key).map(|parsed| hex_prefix(&parsed.hash()));
+                    println!(
+                        "  slow probe: blocked at {} (hash {}), refused by B {:.0} ms later",
+                        blocked_at.format("%H:%M:%S%.3f"),
+                        hash.unwrap_or_default(),
+                        returned.elapsed().as_secs_f64() * 1e3
+                    );
                 }
                 result.probes += 1;
                 break;
@@ -108,6 +117,11 @@ async fn run(probe: Probe) -> Result<Propagation> {
     result.p99_ms = latency.value_at_quantile(0.99) as f64 / 1e6;
     result.max_ms = latency.max() as f64 / 1e6;
     Ok(result)
+}
+
+/// The first 12 hex digits of a key's hash, as the servers' trace lines show it.
+fn hex_prefix(hash: &latchkey_core::KeyHash) -> String {
+    hash.0[..6].iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A new Read key on the seeded site, made through A's management API: its id and the key.

@@ -61,7 +61,9 @@ impl ServerProcess {
     pub fn spawn(name: &str, program: &Path, args: &[String], addr: SocketAddr) -> Result<Self> {
         let child = Command::new(program)
             .args(args)
-            .env("LATCHKEY_LOG", "warn")
+            // `LATCHKEY_BENCH_SERVER_LOG` (e.g. `warn,latchkey_postgres=trace`) to look
+            // inside a run; the default keeps the servers' logging off the measurements.
+            .env("LATCHKEY_LOG", std::env::var("LATCHKEY_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .stdin(Stdio::null())
             // stdout would only carry a bootstrap Master key, and the seed has one already.
             .stdout(Stdio::null())

@@ -147,6 +147,8 @@ async fn forward(
                     tracing::warn!(%channel, "ignoring a notification that is not a key hash");
                     continue;
                 };
+                // A hash, never a key; its first bytes are enough to follow one change.
+                tracing::trace!(hash = %&notification.payload()[..12], "invalidation received");
                 deliver(sender, shutdown, Invalidation::Key(hash)).await?;
             }
             Ok(Ok(None)) => return Ok("connection closed".to_owned()),
