@@ -139,6 +139,19 @@ fn main() -> Result<()> {
     runtime.block_on(run(args))
 }
 
+/// `latchkey serve` on `database`; `None` leaves the server's default (what a deployment
+/// gets out of the box).
+fn serve_args(database: &str, cache_capacity: Option<usize>, staleness: Option<f64>) -> Vec<String> {
+    let mut serve = vec!["serve".to_owned(), "--database".to_owned(), database.to_owned()];
+    if let Some(capacity) = cache_capacity {
+        serve.extend(["--cache-capacity".to_owned(), capacity.to_string()]);
+    }
+    if let Some(seconds) = staleness {
+        serve.extend(["--cache-max-staleness".to_owned(), seconds.to_string()]);
+    }
+    serve
+}
+
 const LATCHKEY_SCENARIOS: &[Scenario] = &[Scenario::Noop, Scenario::Verify, Scenario::Auth];
 
 /// Everything the latchkey or naive server is started with, and what to run against it.
@@ -191,19 +204,7 @@ async fn run(args: RunArgs) -> Result<()> {
     // Room for every key plus the Master key, so nothing is evicted during the runs.
     let capacity = (args.keys_large + 1024).max(1_000_000);
     // `staleness: None` leaves the server's default (what a deployment gets out of the box).
-    let latchkey_args = |db: &Seeded, staleness: Option<f64>| {
-        let mut serve = vec![
-            "serve".to_owned(),
-            "--database".to_owned(),
-            db.database.clone(),
-            "--cache-capacity".to_owned(),
-            capacity.to_string(),
-        ];
-        if let Some(seconds) = staleness {
-            serve.extend(["--cache-max-staleness".to_owned(), seconds.to_string()]);
-        }
-        serve
-    };
+    let latchkey_args = |db: &Seeded, staleness: Option<f64>| serve_args(&db.database, Some(capacity), staleness);
     let naive_args = |db: &Seeded| vec!["naive-server".to_owned(), "--database".to_owned(), db.database.clone()];
     let staleness = Some(args.cache_max_staleness);
     let mut runs = vec![

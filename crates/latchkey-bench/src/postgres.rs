@@ -10,7 +10,7 @@ use crate::propagation::{self, Probe, Propagation};
 use crate::report::{human_count, Measured};
 use crate::seed::{self, Seeded};
 use crate::server::{self, ServerProcess};
-use crate::{bench_server, RunArgs, ServerRun, LATCHKEY_SCENARIOS, STOP_LIMIT};
+use crate::{bench_server, serve_args, RunArgs, ServerRun, LATCHKEY_SCENARIOS, STOP_LIMIT};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
@@ -72,12 +72,11 @@ pub async fn run(args: &RunArgs, latchkey: &Path) -> Result<()> {
         (Some(v), Some(n)) if n.p99_ms > 0.0 => v.p99_ms / n.p99_ms,
         _ => f64::NAN,
     };
+    let (verify_over_noop, auth_over_noop) =
+        (ratio("verify_postgres", "noop_postgres"), ratio("auth_postgres", "noop_postgres"));
     println!("\nPostgreSQL, one instance ({} keys, all cached)", human_count(args.keys_small));
     println!(
-        "  verify_over_noop {:.3}   auth_over_noop {:.3}   verify p99 / no-op p99 {:.3}",
-        ratio("verify_postgres", "noop_postgres"),
-        ratio("auth_postgres", "noop_postgres"),
-        p99_ratio
+        "  verify_over_noop {verify_over_noop:.3}   auth_over_noop {auth_over_noop:.3}   verify p99 / no-op p99 {p99_ratio:.3}"
     );
     println!("PostgreSQL, two instances on one database, both serving verify at once");
     for instance in &pair {
@@ -104,8 +103,8 @@ pub async fn run(args: &RunArgs, latchkey: &Path) -> Result<()> {
             "engine": "postgres",
             "scenarios": single,
             "ratios": {
-                "verify_over_noop": ratio("verify_postgres", "noop_postgres"),
-                "auth_over_noop": ratio("auth_postgres", "noop_postgres"),
+                "verify_over_noop": verify_over_noop,
+                "auth_over_noop": auth_over_noop,
                 "verify_p99_over_noop_p99": p99_ratio,
             },
             "two_instances": pair,
@@ -134,13 +133,7 @@ async fn run_on(args: &RunArgs, latchkey: &Path, url: &str) -> Result<(Vec<Measu
     store.close().await;
     let seeded = seeded?;
 
-    let serve = |staleness: Option<f64>| {
-        let mut serve = vec!["serve".to_owned(), "--database".to_owned(), url.to_owned()];
-        if let Some(seconds) = staleness {
-            serve.extend(["--cache-max-staleness".to_owned(), seconds.to_string()]);
-        }
-        serve
-    };
+    let serve = |staleness: Option<f64>| serve_args(url, None, staleness);
     let single = ServerRun {
         name: "latchkey",
         suffix: "postgres",
