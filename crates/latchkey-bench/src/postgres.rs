@@ -8,9 +8,10 @@
 use crate::load::{self, Scenario};
 use crate::propagation::{self, Probe, Propagation};
 use crate::report::{human_count, Measured};
+use crate::rounds::{bench_server, ServerRun, STOP_LIMIT};
 use crate::seed::{self, Seeded};
 use crate::server::{self, ServerProcess};
-use crate::{bench_server, serve_args, RunArgs, ServerRun, LATCHKEY_SCENARIOS, STOP_LIMIT};
+use crate::{serve_args, RunArgs, LATCHKEY_SCENARIOS};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::json;
