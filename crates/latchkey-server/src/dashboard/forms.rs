@@ -150,21 +150,22 @@ pub struct EditForm {
     pub csrf: Option<String>,
 }
 
-/// The Rotate confirmation's form.
-#[derive(Deserialize)]
-pub struct RotateForm {
-    pub csrf: Option<String>,
-    pub form_id: Option<String>,
-    #[serde(default)]
-    pub grace_seconds: String,
-    pub understood: Option<String>,
-}
-
 /// Block and Delete confirmations: on one's own key, the box must be ticked.
 #[derive(Deserialize)]
 pub struct ConfirmForm {
     pub csrf: Option<String>,
     pub understood: Option<String>,
+}
+
+/// The Rotate confirmation's form: a confirmation with the grace period, and an id so
+/// that a reload cannot rotate twice.
+#[derive(Deserialize)]
+pub struct RotateForm {
+    #[serde(flatten)]
+    pub confirm: ConfirmForm,
+    pub form_id: Option<String>,
+    #[serde(default)]
+    pub grace_seconds: String,
 }
 
 impl KeyForm {

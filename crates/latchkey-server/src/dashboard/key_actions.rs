@@ -35,56 +35,93 @@ fn named(key: &KeyRecord) -> maud::Markup {
     html! { "the key " strong { (key.name.as_str()) } " (" code.prefix { (key.prefix.as_str()) "…" } ")" }
 }
 
-/// Block and Delete: each asked on a page of its own, with a title and a question.
+/// Block and Delete: each asked on a page of its own, with a title, a question, what
+/// follows, and what it means for the key one is signed in with.
 struct Asked {
+    action: Irreversible,
     title: &'static str,
-    question: fn(&Dashboard, &KeyRecord, Option<&'static str>) -> Confirmation<'static>,
+    verb: &'static str,
+    consequences: [&'static str; 2],
+    own_key: &'static str,
 }
 
-const BLOCK: Asked = Asked { title: "Block API key", question: block_question };
-const DELETE: Asked = Asked { title: "Delete API key", question: delete_question };
-
-async fn show_question(state: &AppState, user: &Dashboard, id: &str, asked: Asked) -> PageResult {
-    let key = state.service.keys().get(&user.caller, id).await?;
-    ask(user, asked.title, (asked.question)(user, &key, None))
+#[derive(Clone, Copy)]
+enum Irreversible {
+    Block,
+    Delete,
 }
 
-/// `None` when a sent confirmation may go ahead; else the question again, because it is
-/// the user's own key and the box was not ticked.
-async fn not_confirmed(
-    state: &AppState,
-    user: &Dashboard,
-    id: &str,
-    form: &ConfirmForm,
-    asked: Asked,
-) -> Result<Option<axum::response::Response>, super::PageError> {
-    let key = state.service.keys().get(&user.caller, id).await?;
-    if user.owns(&key) && !ticked(form.understood.as_deref()) {
-        return ask(user, asked.title, (asked.question)(user, &key, Some(NOT_TICKED))).map(Some);
+const BLOCK: Asked = Asked {
+    action: Irreversible::Block,
+    title: "Block API key",
+    verb: "Block",
+    consequences: [
+        "Every request made with it is refused from now on: API calls, verifications, forward-auth and dashboard sign-ins.",
+        "The key stays listed, and can be unblocked later.",
+    ],
+    own_key: "Blocking it signs you out at once, and it cannot sign in again until another Admin or Master key unblocks it.",
+};
+
+const DELETE: Asked = Asked {
+    action: Irreversible::Delete,
+    title: "Delete API key",
+    verb: "Delete",
+    consequences: ["Anything using it stops working immediately.", "This cannot be undone; its audit trail stays."],
+    own_key: "Deleting it signs you out at once, and it can never sign in again.",
+};
+
+impl Asked {
+    fn question(&self, user: &Dashboard, key: &KeyRecord, error: Option<&'static str>) -> Confirmation<'static> {
+        let path = match self.action {
+            Irreversible::Block => "block",
+            Irreversible::Delete => "delete",
+        };
+        Confirmation {
+            question: html! { (self.verb) " " (named(key)) "?" },
+            consequences: self.consequences.iter().map(|line| html! { (line) }).collect(),
+            action: format!("/keys/{}/{path}", key.id),
+            hidden: Vec::new(),
+            button: format!("{} {}", self.verb, key.name.as_str()),
+            cancel: format!("/keys/{}", key.id),
+            own_key: user.owns(key).then_some(self.own_key),
+            error,
+        }
     }
-    Ok(None)
-}
 
-fn block_question(user: &Dashboard, key: &KeyRecord, error: Option<&'static str>) -> Confirmation<'static> {
-    Confirmation {
-        question: html! { "Block " (named(key)) "?" },
-        consequences: vec![
-            html! { "Every request made with it is refused from now on: API calls, verifications, forward-auth and dashboard sign-ins." },
-            html! { "The key stays listed, and can be unblocked later." },
-        ],
-        action: format!("/keys/{}/block", key.id),
-        hidden: Vec::new(),
-        button: format!("Block {}", key.name.as_str()),
-        cancel: format!("/keys/{}", key.id),
-        own_key: user.owns(key).then_some(
-            "Blocking it signs you out at once, and it cannot sign in again until another Admin or Master key unblocks it.",
-        ),
-        error,
+    async fn show(&self, state: &AppState, user: &Dashboard, id: &str) -> PageResult {
+        let key = state.service.keys().get(&user.caller, id).await?;
+        ask(user, self.title, self.question(user, &key, None))
+    }
+
+    /// Does it once confirmed; on one's own key with the box not ticked, asks again.
+    async fn carry_out(&self, state: &AppState, user: &Dashboard, id: &str, form: &ConfirmForm) -> PageResult {
+        let key = state.service.keys().get(&user.caller, id).await?;
+        if user.owns(&key) && !ticked(form.understood.as_deref()) {
+            return ask(user, self.title, self.question(user, &key, Some(NOT_TICKED)));
+        }
+        let (to, message) = match self.action {
+            Irreversible::Block => {
+                let key = state.service.keys().block(&user.caller, id).await?;
+                let message =
+                    format!("Blocked “{}”: requests made with it are refused from now on.", key.name.as_str());
+                (format!("/keys/{}", key.id), message)
+            }
+            Irreversible::Delete => {
+                let key = state.service.keys().delete(&user.caller, id).await?;
+                let site = key
+                    .site_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| super::keys_list::MASTER_KEYS.into());
+                (format!("/keys?site={site}"), format!("Deleted the key “{}”.", key.name.as_str()))
+            }
+        };
+        done(user, &to, message).await
     }
 }
 
 pub async fn block_page(State(state): State<AppState>, user: Dashboard, Path(id): Path<String>) -> PageResult {
-    show_question(&state, &user, &id, BLOCK).await
+    BLOCK.show(&state, &user, &id).await
 }
 
 pub async fn block_key(
@@ -92,12 +129,7 @@ pub async fn block_key(
     Path(id): Path<String>,
     Submitted { user, form }: Submitted<ConfirmForm>,
 ) -> PageResult {
-    if let Some(again) = not_confirmed(&state, &user, &id, &form, BLOCK).await? {
-        return Ok(again);
-    }
-    let key = state.service.keys().block(&user.caller, &id).await?;
-    let message = format!("Blocked “{}”: requests made with it are refused from now on.", key.name.as_str());
-    done(&user, &format!("/keys/{}", key.id), message).await
+    BLOCK.carry_out(&state, &user, &id, &form).await
 }
 
 pub async fn unblock_key(
@@ -110,24 +142,8 @@ pub async fn unblock_key(
     done(&user, &format!("/keys/{}", key.id), message).await
 }
 
-fn delete_question(user: &Dashboard, key: &KeyRecord, error: Option<&'static str>) -> Confirmation<'static> {
-    Confirmation {
-        question: html! { "Delete " (named(key)) "?" },
-        consequences: vec![
-            html! { "Anything using it stops working immediately." },
-            html! { "This cannot be undone; its audit trail stays." },
-        ],
-        action: format!("/keys/{}/delete", key.id),
-        hidden: Vec::new(),
-        button: format!("Delete {}", key.name.as_str()),
-        cancel: format!("/keys/{}", key.id),
-        own_key: user.owns(key).then_some("Deleting it signs you out at once, and it can never sign in again."),
-        error,
-    }
-}
-
 pub async fn delete_page(State(state): State<AppState>, user: Dashboard, Path(id): Path<String>) -> PageResult {
-    show_question(&state, &user, &id, DELETE).await
+    DELETE.show(&state, &user, &id).await
 }
 
 pub async fn delete_key(
@@ -135,13 +151,7 @@ pub async fn delete_key(
     Path(id): Path<String>,
     Submitted { user, form }: Submitted<ConfirmForm>,
 ) -> PageResult {
-    if let Some(again) = not_confirmed(&state, &user, &id, &form, DELETE).await? {
-        return Ok(again);
-    }
-    let key = state.service.keys().delete(&user.caller, &id).await?;
-    let site = key.site_id.as_ref().map(ToString::to_string).unwrap_or_else(|| super::keys_list::MASTER_KEYS.into());
-    let message = format!("Deleted the key “{}”.", key.name.as_str());
-    done(&user, &format!("/keys?site={site}"), message).await
+    DELETE.carry_out(&state, &user, &id, &form).await
 }
 
 #[derive(Deserialize)]
@@ -208,7 +218,7 @@ pub async fn rotate_key(
     let grace_seconds = form.grace_seconds()?;
     let key = state.service.keys().get(&user.caller, &id).await?;
     let now = state.clock.now();
-    if user.owns(&key) && !ticked(form.understood.as_deref()) {
+    if user.owns(&key) && !ticked(form.confirm.understood.as_deref()) {
         return ask(&user, "Rotate API key", rotate_question(&user, &key, grace_seconds, now, Some(NOT_TICKED)));
     }
     let claim = match user.claim_form(form.form_id.as_deref()).await? {

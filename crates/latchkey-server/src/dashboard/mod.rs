@@ -170,6 +170,12 @@ fn query(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
+impl signed_in::CarriesCsrf for forms::RotateForm {
+    fn csrf(&self) -> Option<&str> {
+        self.confirm.csrf.as_deref()
+    }
+}
+
 /// A form whose only field is the CSRF token (unblock, sign out).
 #[derive(Deserialize)]
 struct CsrfForm {
@@ -191,7 +197,6 @@ carries_csrf!(
     CsrfForm,
     forms::KeyForm,
     forms::EditForm,
-    forms::RotateForm,
     forms::ConfirmForm,
     sites_page::SiteForm,
     webhooks_page::RegisterForm,

@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 use latchkey_core::{KeyHash, KeyId};
 use latchkey_service::{Clock, Service, ServiceResult};
-use latchkey_store::sessions::SessionRecord;
+use latchkey_store::sessions::{SessionChange, SessionRecord};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -137,7 +137,11 @@ async fn change<T, E>(
         let excess = state.forms.len().saturating_sub(REMEMBERED_FORMS);
         state.forms.drain(..excess);
         let text = serde_json::to_string(&state).expect("the state serializes");
-        if service.sessions().update(id_hash, record.version, &text, clock.now()).await? {
+        if service
+            .sessions()
+            .update(id_hash, SessionChange { version: record.version, state: &text, last_seen_at: clock.now() })
+            .await?
+        {
             return Ok(Ok(outcome));
         }
     }
@@ -240,7 +244,10 @@ impl SessionStore {
         let text = serde_json::to_string(&state).expect("the state serializes");
         // Touching is best effort: if another request changed the session meanwhile, it
         // touched it too (and a message taken twice at once is shown twice, never lost).
-        self.service.sessions().update(&hash, record.version, &text, now).await?;
+        self.service
+            .sessions()
+            .update(&hash, SessionChange { version: record.version, state: &text, last_seen_at: now })
+            .await?;
         Ok(Some(Session {
             id_hash: hash,
             key_hash: record.key_hash,
