@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_store::rows::millis;
 use latchkey_store::sql::{attempt_insert, claimed_delivery};
-use latchkey_store::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, DeliveryQueue, WebhookStore};
+use latchkey_store::webhooks::{ClaimedDelivery, DeliveryOutcome, DeliveryQueue, FinishedAttempt, WebhookStore};
 use latchkey_store::StoreResult;
 
 #[async_trait]
@@ -52,12 +52,9 @@ impl DeliveryQueue for PostgresStore {
         Ok(deliveries)
     }
 
-    async fn finish_delivery(
-        &self,
-        delivery: &ClaimedDelivery,
-        attempt: &DeliveryAttempt,
-        outcome: DeliveryOutcome,
-    ) -> StoreResult<()> {
+    async fn finish_delivery(&self, delivery: &ClaimedDelivery, finished: &FinishedAttempt) -> StoreResult<()> {
+        let FinishedAttempt { attempt, outcome } = finished;
+        let outcome = *outcome;
         // The attempt (unless the endpoint is gone), the delivery (done, or rescheduled),
         // and the endpoint's failing mark, in one statement: PostgreSQL runs every
         // data-modifying `WITH` part once, whatever the main statement does.

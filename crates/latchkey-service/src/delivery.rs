@@ -22,7 +22,7 @@ use crate::Service;
 use base64::Engine;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use hmac::{Hmac, Mac};
-use latchkey_store::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome};
+use latchkey_store::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, FinishedAttempt};
 use sha2::Sha256;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -166,7 +166,7 @@ impl Service {
                 DeliveryOutcome::Delivered => None,
             },
         };
-        Ok(self.store.webhooks().finish_delivery(&delivery, &attempt, outcome).await?)
+        Ok(self.store.webhooks().finish_delivery(&delivery, &FinishedAttempt { attempt, outcome }).await?)
     }
 
     /// Runs the worker until `stopped` says so: deliveries every `poll_interval`, and

@@ -5,7 +5,7 @@
 use crate::error::ServiceResult;
 use crate::Service;
 use chrono::{DateTime, Utc};
-use latchkey_store::sessions::SessionRecord;
+use latchkey_store::sessions::{SessionChange, SessionRecord};
 
 pub struct Sessions<'a> {
     pub(crate) service: &'a Service,
@@ -21,14 +21,8 @@ impl Sessions<'_> {
     }
 
     /// Compare-and-set: `false` when another request changed the session since `version`.
-    pub async fn update(
-        &self,
-        id_hash: &[u8; 32],
-        version: i64,
-        state: &str,
-        last_seen_at: DateTime<Utc>,
-    ) -> ServiceResult<bool> {
-        Ok(self.service.store.update_session(id_hash, version, state, last_seen_at).await?)
+    pub async fn update(&self, id_hash: &[u8; 32], change: SessionChange<'_>) -> ServiceResult<bool> {
+        Ok(self.service.store.update_session(id_hash, change).await?)
     }
 
     pub async fn end(&self, id_hash: &[u8; 32]) -> ServiceResult<()> {

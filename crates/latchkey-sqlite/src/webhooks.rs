@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_store::rows::millis;
 use latchkey_store::sql::{attempt_insert, claimed_delivery, select_endpoint};
-use latchkey_store::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, DeliveryQueue, EndpointRow};
+use latchkey_store::webhooks::{ClaimedDelivery, DeliveryOutcome, DeliveryQueue, EndpointRow, FinishedAttempt};
 use latchkey_store::{StoreError, StoreResult};
 
 #[async_trait]
@@ -47,12 +47,9 @@ impl DeliveryQueue for SqliteStore {
         Ok(deliveries)
     }
 
-    async fn finish_delivery(
-        &self,
-        delivery: &ClaimedDelivery,
-        attempt: &DeliveryAttempt,
-        outcome: DeliveryOutcome,
-    ) -> StoreResult<()> {
+    async fn finish_delivery(&self, delivery: &ClaimedDelivery, finished: &FinishedAttempt) -> StoreResult<()> {
+        let FinishedAttempt { attempt, outcome } = finished;
+        let outcome = *outcome;
         let (endpoint, seq) = (delivery.endpoint.id.as_str(), delivery.event.seq);
         let mut tx = self.begin().await?;
         attempt_insert(attempt).execute(&mut *tx).await?;

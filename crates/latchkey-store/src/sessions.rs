@@ -26,21 +26,23 @@ pub struct SessionRecord {
     pub version: i64,
 }
 
+/// What an update writes, if the stored version is still `version`.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionChange<'a> {
+    pub version: i64,
+    pub state: &'a str,
+    pub last_seen_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait SessionRows: Send + Sync {
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
 
     async fn find_session(&self, id_hash: &[u8; 32]) -> StoreResult<Option<SessionRecord>>;
 
-    /// Writes `state` and `last_seen_at` and bumps the version, if the stored version is
-    /// still `version`; `false` when another request changed the session first.
-    async fn update_session(
-        &self,
-        id_hash: &[u8; 32],
-        version: i64,
-        state: &str,
-        last_seen_at: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    /// Writes the change's `state` and `last_seen_at` and bumps the version, if the stored
+    /// version is still the change's; `false` when another request changed the session first.
+    async fn update_session(&self, id_hash: &[u8; 32], change: SessionChange<'_>) -> StoreResult<bool>;
 
     async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()>;
 

@@ -109,6 +109,13 @@ pub struct DeliveryAttempt {
     pub next_retry_at: Option<DateTime<Utc>>,
 }
 
+/// One attempt at a claimed delivery, and what became of the delivery.
+#[derive(Clone, Debug)]
+pub struct FinishedAttempt {
+    pub attempt: DeliveryAttempt,
+    pub outcome: DeliveryOutcome,
+}
+
 /// What became of a claimed delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveryOutcome {
@@ -133,12 +140,7 @@ pub trait DeliveryQueue: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Records the attempt and its outcome, and releases the claim.
-    async fn finish_delivery(
-        &self,
-        delivery: &ClaimedDelivery,
-        attempt: &DeliveryAttempt,
-        outcome: DeliveryOutcome,
-    ) -> StoreResult<()>;
+    async fn finish_delivery(&self, delivery: &ClaimedDelivery, finished: &FinishedAttempt) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -8,7 +8,7 @@
 //! migration tests build records with them.
 
 use chrono::Utc;
-use latchkey_core::{KeyFormat, KeyName, KeyOptions, KeyRecord, Permission, Scopes, Site, SiteId, SiteName};
+use latchkey_core::{KeyFormat, KeyName, KeyRecord, Permission, Scopes, Site, SiteId, SiteName};
 
 #[cfg(feature = "conformance")]
 pub mod import_and_audit;
@@ -35,13 +35,8 @@ pub fn new_site(name: &str) -> Site {
 /// A key that is not stored yet: active, never used, no options, a fresh secret.
 pub fn new_key(permission: Permission, site: Option<&SiteId>) -> KeyRecord {
     let spec = latchkey_core::NewKey {
-        name: KeyName::parse("conformance").unwrap(),
-        description: None,
-        permission,
         scopes: Scopes::parse(&["flows:execute"]).unwrap(),
-        site_id: site.cloned(),
-        expires_at: None,
-        options: KeyOptions::default(),
+        ..latchkey_core::NewKey::plain(KeyName::parse("conformance").unwrap(), permission, site.cloned())
     };
     KeyRecord::issued(spec, &KeyFormat::default().generate(), None, crate::truncate_to_millis(Utc::now()))
 }

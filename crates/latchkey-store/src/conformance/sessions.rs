@@ -1,6 +1,6 @@
 //! Dashboard sessions: stored, found, changed by compare-and-set only, pruned when idle.
 
-use crate::sessions::SessionRecord;
+use crate::sessions::{SessionChange, SessionRecord};
 use crate::SharedStore;
 use chrono::{Duration, Utc};
 use latchkey_core::KeyFormat;
@@ -32,12 +32,27 @@ pub async fn a_session_changes_only_from_the_version_that_was_read(store: Shared
     let session = new_session(3);
     store.insert_session(&session).await.unwrap();
     let later = session.last_seen_at + Duration::seconds(5);
-    assert!(store.update_session(&session.id_hash, 0, r#"{"flash":"Saved"}"#, later).await.unwrap());
+    assert!(store
+        .update_session(
+            &session.id_hash,
+            SessionChange { version: 0, state: r#"{"flash":"Saved"}"#, last_seen_at: later }
+        )
+        .await
+        .unwrap());
     // A second writer that read version 0 too loses, and changes nothing.
-    assert!(!store.update_session(&session.id_hash, 0, r#"{"flash":"Other"}"#, later).await.unwrap());
+    assert!(!store
+        .update_session(
+            &session.id_hash,
+            SessionChange { version: 0, state: r#"{"flash":"Other"}"#, last_seen_at: later }
+        )
+        .await
+        .unwrap());
     let stored = store.find_session(&session.id_hash).await.unwrap().unwrap();
     assert_eq!((stored.version, stored.state.as_str(), stored.last_seen_at), (1, r#"{"flash":"Saved"}"#, later));
-    assert!(!store.update_session(&[9; 32], 0, "{}", later).await.unwrap(), "no such session");
+    assert!(
+        !store.update_session(&[9; 32], SessionChange { version: 0, state: "{}", last_seen_at: later }).await.unwrap(),
+        "no such session"
+    );
 }
 
 pub async fn idle_sessions_are_pruned_and_active_ones_kept(store: SharedStore) {

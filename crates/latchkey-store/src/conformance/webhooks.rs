@@ -5,7 +5,7 @@
 use super::new_key;
 use super::support::{blocked, event, store_key, store_site};
 use crate::outbox::OutboxEvent;
-use crate::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, WebhookEndpoint};
+use crate::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, FinishedAttempt, WebhookEndpoint};
 use crate::{truncate_to_millis, Audited, SharedStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use latchkey_core::{AuditAction, AuditEvent, Permission, SiteId};
@@ -48,7 +48,7 @@ async fn finish(store: &SharedStore, delivery: &ClaimedDelivery, outcome: Delive
         duration_ms: 3,
         next_retry_at: None,
     };
-    store.webhooks().finish_delivery(delivery, &attempt, outcome).await.unwrap();
+    store.webhooks().finish_delivery(delivery, &FinishedAttempt { attempt, outcome }).await.unwrap();
 }
 
 /// The audit event a webhook change is written with (by the system, for these checks).

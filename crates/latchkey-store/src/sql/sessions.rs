@@ -2,7 +2,7 @@
 
 use super::{SqlEngine, Statement};
 use crate::rows::{millis, BindsColumns};
-use crate::sessions::{SessionRecord, SessionRow, SessionRows};
+use crate::sessions::{SessionChange, SessionRecord, SessionRow, SessionRows};
 use crate::StoreResult;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,13 +31,8 @@ where
         row.map(SessionRow::into_record).transpose()
     }
 
-    async fn update_session(
-        &self,
-        id_hash: &[u8; 32],
-        version: i64,
-        state: &str,
-        last_seen_at: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    async fn update_session(&self, id_hash: &[u8; 32], change: SessionChange<'_>) -> StoreResult<bool> {
+        let SessionChange { version, state, last_seen_at } = change;
         let mut update = Statement::new("UPDATE dashboard_sessions SET state = ");
         update.text(state.to_owned()).push(", last_seen_at = ").integer(millis(last_seen_at));
         update.push(", version = version + 1 WHERE id_hash = ").bytes(id_hash).push(" AND version = ").integer(version);
