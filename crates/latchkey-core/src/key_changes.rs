@@ -22,6 +22,22 @@ pub struct NewKey {
     pub options: KeyOptions,
 }
 
+impl NewKey {
+    /// A key with a name, a level and a site, and nothing else: no description, scopes,
+    /// expiry or options. Others are set with struct update syntax.
+    pub fn plain(name: KeyName, permission: Permission, site_id: Option<SiteId>) -> Self {
+        NewKey {
+            name,
+            description: None,
+            permission,
+            scopes: Scopes::default(),
+            site_id,
+            expires_at: None,
+            options: KeyOptions::default(),
+        }
+    }
+}
+
 /// A key made by another system, brought in by the SHA-256 of its full value (the hash
 /// Latchkey stores for its own keys), so its clients keep working unchanged. Latchkey never
 /// sees the value: the hash, and the prefix shown in listings, come with the key.

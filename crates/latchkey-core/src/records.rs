@@ -118,15 +118,7 @@ pub(crate) mod fixtures {
     use crate::key_format::KeyFormat;
 
     pub fn key(permission: Permission, site: Option<&SiteId>) -> KeyRecord {
-        let spec = NewKey {
-            name: KeyName::parse("fixture").unwrap(),
-            description: None,
-            permission,
-            scopes: Scopes::default(),
-            site_id: site.cloned(),
-            expires_at: None,
-            options: KeyOptions::default(),
-        };
+        let spec = NewKey::plain(KeyName::parse("fixture").unwrap(), permission, site.cloned());
         KeyRecord::issued(spec, &KeyFormat::default().generate(), None, Utc::now())
     }
 }

@@ -10,8 +10,8 @@ use crate::listing::{PageRequest, Paged};
 use crate::Service;
 use chrono::{DateTime, NaiveDate, Utc};
 use latchkey_core::{
-    Actor, AuditAction, AuditChange, AuditEvent, Caller, Credits, Description, KeyEdit, KeyId, KeyName, KeyOptions,
-    KeyRecord, KeyState, NewKey, Permission, Scopes, SecretKey, SiteId, Status,
+    Actor, AuditAction, AuditChange, AuditEvent, Caller, Credits, Description, KeyEdit, KeyId, KeyName, KeyRecord,
+    KeyState, NewKey, Permission, SecretKey, SiteId, Status,
 };
 use latchkey_store::{day_number, next_version, truncate_to_millis, Audited, KeyFilter, StoreError};
 use std::collections::HashMap;
@@ -323,13 +323,8 @@ impl Service {
     /// operator on the database host can ask for this (`latchkey bootstrap`).
     pub async fn issue_bootstrap_key(&self) -> ServiceResult<SecretKey> {
         let spec = NewKey {
-            name: KeyName::parse("bootstrap").expect("a valid name"),
             description: Some(Description::parse("Created by latchkey on first start").expect("valid")),
-            permission: Permission::Master,
-            scopes: Scopes::default(),
-            site_id: None,
-            expires_at: None,
-            options: KeyOptions::default(),
+            ..NewKey::plain(KeyName::parse("bootstrap").expect("a valid name"), Permission::Master, None)
         };
         let secret = self.keys().issue(&Actor::system(), spec).await?.1;
         self.no_usable_master.store(false, std::sync::atomic::Ordering::Relaxed);

@@ -3,8 +3,8 @@
 //! with every refusal it can give.
 
 use latchkey_core::{
-    Actor, Caller, Denied, KeyEdit, KeyName, KeyOptions, KeyRecord, NewKey, Permission, Refusal, Requirement, Scopes,
-    SecretKey, Site, SiteName, Status,
+    Actor, Caller, Denied, KeyEdit, KeyName, KeyRecord, NewKey, Permission, Refusal, Requirement, Scopes, SecretKey,
+    Site, SiteName, Status,
 };
 use latchkey_service::keys::KeyQuery;
 use latchkey_service::{Check, ManualClock, PageRequest, Presented, Service, ServiceConfig, ServiceError, Verdict};
@@ -27,15 +27,7 @@ fn caller_of(key: &KeyRecord) -> Caller {
 }
 
 fn new_key(name: &str, permission: Permission, site: Option<&Site>) -> NewKey {
-    NewKey {
-        name: KeyName::parse(name).unwrap(),
-        description: None,
-        permission,
-        scopes: Scopes::default(),
-        site_id: site.map(|s| s.id.clone()),
-        expires_at: None,
-        options: KeyOptions::default(),
-    }
+    NewKey::plain(KeyName::parse(name).unwrap(), permission, site.map(|s| s.id.clone()))
 }
 
 impl World {

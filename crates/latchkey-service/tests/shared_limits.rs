@@ -3,9 +3,7 @@
 //! failure mode does when Redis does not answer. Redis: `LATCHKEY_TEST_REDIS_URL`, default
 //! `redis://127.0.0.1:6379`; scripts/install-test-deps starts one.
 
-use latchkey_core::{
-    Caller, KeyName, KeyOptions, NewKey, Permission, RateLimit, Refusal, Scopes, SecretKey, Site, SiteName,
-};
+use latchkey_core::{Caller, KeyName, KeyOptions, NewKey, Permission, RateLimit, Refusal, SecretKey, Site, SiteName};
 use latchkey_service::limits::{RedisFailure, SharedLimitsConfig};
 use latchkey_service::{Check, ManualClock, Presented, Service, ServiceConfig, ServiceError, ThrottleConfig, Verdict};
 use std::net::{IpAddr, Ipv4Addr};
@@ -47,13 +45,8 @@ async fn instances(count: usize, limits: SharedLimitsConfig, failure_limit: u32)
 impl Instances {
     async fn key(&self, ratelimit: Option<RateLimit>) -> SecretKey {
         let new = NewKey {
-            name: KeyName::parse("limited").unwrap(),
-            description: None,
-            permission: Permission::Read,
-            scopes: Scopes::default(),
-            site_id: Some(self.site.id.clone()),
-            expires_at: None,
             options: KeyOptions { ratelimit, ..KeyOptions::default() },
+            ..NewKey::plain(KeyName::parse("limited").unwrap(), Permission::Read, Some(self.site.id.clone()))
         };
         self.services[0].keys().create(&Caller::system(), new).await.unwrap().1
     }

@@ -239,15 +239,7 @@ mod tests {
     use latchkey_core::{KeyName, KeyOptions, NewKey, OwnerId};
 
     fn record(name: &str, site: Option<&SiteId>, options: KeyOptions) -> KeyRecord {
-        let spec = NewKey {
-            name: KeyName::parse(name).unwrap(),
-            description: None,
-            permission: Permission::Read,
-            scopes: Scopes::default(),
-            site_id: site.cloned(),
-            expires_at: None,
-            options,
-        };
+        let spec = NewKey { options, ..NewKey::plain(KeyName::parse(name).unwrap(), Permission::Read, site.cloned()) };
         KeyRecord::issued(spec, &KeyFormat::default().generate(), None, Utc::now())
     }
 

@@ -109,7 +109,7 @@ mod tests {
     use super::*;
     use crate::{ManualClock, PageRequest, Service, ServiceConfig};
     use chrono::Duration;
-    use latchkey_core::{Actor, Denied, KeyFormat, KeyName, KeyOptions, KeyPrefix, Permission, Scopes, Site, SiteName};
+    use latchkey_core::{Actor, Denied, KeyFormat, KeyName, KeyPrefix, Permission, Site, SiteName};
     use std::sync::Arc;
 
     struct World {
@@ -147,15 +147,7 @@ mod tests {
     /// key's hash is as random as any).
     fn entry(permission: Permission, site: Option<&Site>) -> ImportedKey {
         ImportedKey {
-            key: NewKey {
-                name: KeyName::parse("legacy").unwrap(),
-                description: None,
-                permission,
-                scopes: Scopes::default(),
-                site_id: site.map(|s| s.id.clone()),
-                expires_at: None,
-                options: KeyOptions::default(),
-            },
+            key: NewKey::plain(KeyName::parse("legacy").unwrap(), permission, site.map(|s| s.id.clone())),
             hash: KeyFormat::default().generate().hash(),
             prefix: KeyPrefix::from_stored("old_".into()),
         }
