@@ -63,7 +63,7 @@ type Expect = (u16, &'static str);
 const OK: Expect = (200, "");
 const CREATED: Expect = (201, "");
 const GONE: Expect = (204, "");
-const FORBIDDEN: Expect = (403, "insufficient_permission");
+const DENIED: Expect = (403, "insufficient_permission");
 const HIDDEN: Expect = (404, "not_found");
 const MISSING: Expect = (401, "missing_api_key");
 const BLOCKED: Expect = (401, "key_blocked");
@@ -79,196 +79,89 @@ struct Route {
     expect: [Expect; 7],
 }
 
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PATCH: Method = Method::PATCH;
+const DELETE: Method = Method::DELETE;
+
+/// One row of the matrix.
+fn row(method: Method, path: &'static str, body: Option<Value>, expect: [Expect; 7]) -> Route {
+    Route { method, path, body, expect }
+}
+
 fn routes() -> Vec<Route> {
     let name = json!({ "name": "renamed" });
     let new_key = json!({ "name": "new", "permission": "read", "site_id": "{site}" });
     vec![
-        Route {
-            method: Method::GET,
-            path: "/api/v1/sites",
-            body: None,
-            expect: [OK, OK, OK, OK, OK, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/sites",
-            body: Some(name.clone()),
-            expect: [FORBIDDEN, FORBIDDEN, FORBIDDEN, CREATED, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/sites/{site}",
-            body: None,
-            expect: [OK, OK, OK, OK, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::PATCH,
-            path: "/api/v1/sites/{site}",
-            body: Some(name.clone()),
-            expect: [FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::DELETE,
-            path: "/api/v1/sites/{fresh_site}",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, FORBIDDEN, GONE, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/keys?site={site}",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/keys",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, OK, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/keys",
-            body: Some(new_key),
-            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/keys/{target}",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::PATCH,
-            path: "/api/v1/keys/{target}",
-            body: Some(name),
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/keys/{target}/block",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/keys/{target}/unblock",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::DELETE,
-            path: "/api/v1/keys/{target}",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, GONE, GONE, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/whoami",
-            body: None,
-            expect: [OK, OK, OK, OK, OK, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit?site={site}",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/audit",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, OK, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/keys/{target}/rotate",
-            body: Some(json!({ "grace_seconds": 60 })),
-            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/keys/{target}/usage?days=7",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/keys/import",
-            body: Some(
+        row(GET, "/api/v1/sites", None, [OK, OK, OK, OK, OK, MISSING, BLOCKED]),
+        row(POST, "/api/v1/sites", Some(name.clone()), [DENIED, DENIED, DENIED, CREATED, DENIED, MISSING, BLOCKED]),
+        row(GET, "/api/v1/sites/{site}", None, [OK, OK, OK, OK, DENIED, MISSING, BLOCKED]),
+        row(PATCH, "/api/v1/sites/{site}", Some(name.clone()), [DENIED, DENIED, DENIED, OK, DENIED, MISSING, BLOCKED]),
+        row(DELETE, "/api/v1/sites/{fresh_site}", None, [DENIED, DENIED, DENIED, GONE, DENIED, MISSING, BLOCKED]),
+        row(GET, "/api/v1/keys?site={site}", None, [DENIED, DENIED, OK, OK, DENIED, MISSING, BLOCKED]),
+        row(GET, "/api/v1/keys", None, [DENIED, DENIED, OK, OK, OK, MISSING, BLOCKED]),
+        row(POST, "/api/v1/keys", Some(new_key), [DENIED, DENIED, CREATED, CREATED, DENIED, MISSING, BLOCKED]),
+        row(GET, "/api/v1/keys/{target}", None, [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(PATCH, "/api/v1/keys/{target}", Some(name), [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(POST, "/api/v1/keys/{target}/block", None, [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(POST, "/api/v1/keys/{target}/unblock", None, [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(DELETE, "/api/v1/keys/{target}", None, [DENIED, DENIED, GONE, GONE, HIDDEN, MISSING, BLOCKED]),
+        row(GET, "/api/v1/whoami", None, [OK, OK, OK, OK, OK, MISSING, BLOCKED]),
+        row(GET, "/api/v1/audit?site={site}", None, [DENIED, DENIED, OK, OK, DENIED, MISSING, BLOCKED]),
+        row(GET, "/api/v1/audit", None, [DENIED, DENIED, OK, OK, OK, MISSING, BLOCKED]),
+        row(
+            POST,
+            "/api/v1/keys/{target}/rotate",
+            Some(json!({ "grace_seconds": 60 })),
+            [DENIED, DENIED, CREATED, CREATED, HIDDEN, MISSING, BLOCKED],
+        ),
+        row(GET, "/api/v1/keys/{target}/usage?days=7", None, [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(
+            POST,
+            "/api/v1/keys/import",
+            Some(
                 json!({ "keys": [{ "name": "old", "permission": "read", "site_id": "{site}", "sha256": "{fresh_hash}" }] }),
             ),
-            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, FORBIDDEN, MISSING, BLOCKED],
-        },
+            [DENIED, DENIED, CREATED, CREATED, DENIED, MISSING, BLOCKED],
+        ),
         // Needs no key: the reported key is the subject, whoever reports it.
-        Route {
-            method: Method::POST,
-            path: "/api/v1/leaks",
-            body: Some(json!({ "keys": ["lk_not_a_real_key"], "source": "the matrix" })),
-            expect: [ACCEPTED; 7],
-        },
+        row(
+            POST,
+            "/api/v1/leaks",
+            Some(json!({ "keys": ["lk_not_a_real_key"], "source": "the matrix" })),
+            [ACCEPTED; 7],
+        ),
         // GitHub's signed format: not configured here, so not served to anyone.
-        Route {
-            method: Method::POST,
-            path: "/api/v1/leaks/github",
-            body: Some(json!([{ "token": "lk_x", "type": "t", "url": "u", "source": "content" }])),
-            expect: [HIDDEN; 7],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/webhooks",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, OK, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/webhooks",
-            body: Some(
-                json!({ "url": "https://receiver.example/hook", "site_id": "{site}", "events": ["key.leaked"] }),
-            ),
-            expect: [FORBIDDEN, FORBIDDEN, CREATED, CREATED, FORBIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/webhooks/{webhook}",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::PATCH,
-            path: "/api/v1/webhooks/{webhook}",
-            body: Some(json!({ "description": "edited" })),
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::DELETE,
-            path: "/api/v1/webhooks/{webhook}",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, GONE, GONE, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/webhooks/{webhook}/rotate-secret",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::POST,
-            path: "/api/v1/webhooks/{webhook}/test",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, ACCEPTED, ACCEPTED, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/webhooks/{webhook}/deliveries",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, HIDDEN, MISSING, BLOCKED],
-        },
-        Route {
-            method: Method::GET,
-            path: "/api/v1/events?wait=0",
-            body: None,
-            expect: [FORBIDDEN, FORBIDDEN, OK, OK, OK, MISSING, BLOCKED],
-        },
+        row(
+            POST,
+            "/api/v1/leaks/github",
+            Some(json!([{ "token": "lk_x", "type": "t", "url": "u", "source": "content" }])),
+            [HIDDEN; 7],
+        ),
+        row(GET, "/api/v1/webhooks", None, [DENIED, DENIED, OK, OK, OK, MISSING, BLOCKED]),
+        row(
+            POST,
+            "/api/v1/webhooks",
+            Some(json!({ "url": "https://receiver.example/hook", "site_id": "{site}", "events": ["key.leaked"] })),
+            [DENIED, DENIED, CREATED, CREATED, DENIED, MISSING, BLOCKED],
+        ),
+        row(GET, "/api/v1/webhooks/{webhook}", None, [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(
+            PATCH,
+            "/api/v1/webhooks/{webhook}",
+            Some(json!({ "description": "edited" })),
+            [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED],
+        ),
+        row(DELETE, "/api/v1/webhooks/{webhook}", None, [DENIED, DENIED, GONE, GONE, HIDDEN, MISSING, BLOCKED]),
+        row(POST, "/api/v1/webhooks/{webhook}/rotate-secret", None, [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(
+            POST,
+            "/api/v1/webhooks/{webhook}/test",
+            None,
+            [DENIED, DENIED, ACCEPTED, ACCEPTED, HIDDEN, MISSING, BLOCKED],
+        ),
+        row(GET, "/api/v1/webhooks/{webhook}/deliveries", None, [DENIED, DENIED, OK, OK, HIDDEN, MISSING, BLOCKED]),
+        row(GET, "/api/v1/events?wait=0", None, [DENIED, DENIED, OK, OK, OK, MISSING, BLOCKED]),
     ]
 }
 
