@@ -27,6 +27,13 @@ pub async fn start_browser() -> Browser {
     start_browser_with(&[]).await
 }
 
+/// A browser signed in to `app` with `key`.
+pub async fn signed_in(app: &TestApp, key: &str) -> Browser {
+    let browser = start_browser().await;
+    browser.sign_in(app, key).await;
+    browser
+}
+
 /// A headless Chromium with these extra command-line arguments.
 pub async fn start_browser_with(extra_args: &[&str]) -> Browser {
     let chromedriver = require("/usr/bin/chromedriver", "chromium-driver");
@@ -232,8 +239,7 @@ pub async fn verify_code(app: &TestApp, key: &str) -> String {
 #[tokio::test]
 async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
     let app = spawn_app().await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.expect_path("/keys").await;
 
     // Sites: create one.
@@ -301,8 +307,7 @@ async fn a_master_walks_the_whole_api_keys_page_in_chromium() {
 async fn an_admin_sees_only_its_site_cannot_pick_master_and_is_signed_out_when_blocked() {
     let (app, [own, other]) = spawn_app_with_sites(["own", "other"]).await;
     let (admin_id, admin) = app.create_key("admin", Some(&own)).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &admin).await;
+    let browser = signed_in(&app, &admin).await;
     browser.expect_path("/keys").await;
     let options = browser.client.find_all(Locator::Css("#site option")).await.unwrap();
     assert_eq!(options.len(), 1, "an Admin sees only its own site");
@@ -378,8 +383,7 @@ async fn a_stale_key_is_marked_and_can_be_rotated_from_its_page() {
     let site = app.create_site("s").await;
     let (id, old) = app.create_key("read", Some(&site)).await;
     app.advance_clock(chrono::Duration::days(91));
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys?site={site}")).await;
     browser.expect_text("Stale").await;
     browser.open(&app, &format!("/keys/{id}")).await;

@@ -1,7 +1,7 @@
 //! The Audit page in Chromium: names instead of ids, actions in words, a site column,
 //! filters by key name, action and site, and deleted keys that lead to their trail.
 
-use crate::browser::start_browser;
+use crate::browser::signed_in;
 use crate::helpers::{spawn_app_with_sites, TestApp};
 use fantoccini::Locator;
 use serde_json::json;
@@ -23,8 +23,7 @@ async fn the_audit_names_keys_sites_and_actors_and_says_actions_in_words() {
     let (app, [blog]) = spawn_app_with_sites(["Blog"]).await;
     let id = named_key(&app, "CI deploy", &blog).await;
     app.block(&id).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/audit").await;
     browser.expect_text("Key blocked").await;
     let table = rows(&browser).await;
@@ -44,8 +43,7 @@ async fn the_audit_filters_by_key_name_by_action_and_by_site() {
     let deploy = named_key(&app, "CI deploy", &blog).await;
     named_key(&app, "Checkout", &shop).await;
     app.block(&deploy).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/audit").await;
 
     browser.fill("#key", "ci DEPLOY").await;
@@ -72,8 +70,7 @@ async fn a_deleted_key_in_the_audit_leads_to_its_trail_not_to_an_error() {
     let (status, _) =
         app.call(reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), Some(&app.master_key), None).await;
     assert_eq!(status, 204);
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/audit").await;
     let deleted = rows(&browser).await.into_iter().find(|row| row[1] == "Key deleted").expect("a Key deleted row");
     assert_eq!(deleted[2], "Old webhook (deleted)");

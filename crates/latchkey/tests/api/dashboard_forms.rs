@@ -2,7 +2,7 @@
 //! field and a fresh single-use token, and a form that did create a key cannot create a
 //! second one.
 
-use crate::browser::{start_browser, verify_code};
+use crate::browser::{signed_in, verify_code};
 use crate::helpers::{spawn_app_with_sites, TestApp};
 use serde_json::json;
 
@@ -14,8 +14,7 @@ async fn keys_named(app: &TestApp, site: &str, name: &str) -> usize {
 #[tokio::test]
 async fn a_bad_scope_comes_back_beside_its_field_with_what_was_typed_and_the_form_still_works_once() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/new?site={site}")).await;
     let first_token = browser.value_of("input[name=form_id]").await;
     browser.fill("#name", "Flows runner").await;
@@ -70,8 +69,7 @@ async fn a_bad_scope_comes_back_beside_its_field_with_what_was_typed_and_the_for
 #[tokio::test]
 async fn a_new_key_without_a_site_is_refused_beside_the_site_field() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/keys/new").await;
     assert_eq!(browser.value_of("#site_id").await, "", "no site is picked silently");
     browser.fill("#name", "Nowhere").await;
@@ -88,8 +86,7 @@ async fn a_refused_edit_comes_back_open_with_what_was_typed_and_saves_nothing() 
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
     let body = json!({ "name": "Frontend", "permission": "read", "site_id": site });
     let (id, _) = app.create_key_from(body).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     browser.click("#edit summary").await;
     browser.fill("#name", "Frontend v2").await;

@@ -2,7 +2,7 @@
 //! its empty state; the folded Edit form; the red danger zone; a phone's width; and an
 //! address of a key that is gone.
 
-use crate::browser::start_browser;
+use crate::browser::signed_in;
 use crate::helpers::{spawn_app_with_sites, TestApp};
 use serde_json::json;
 
@@ -16,8 +16,7 @@ async fn key_with_everything(app: &TestApp, site: &str) -> String {
 async fn the_key_page_names_its_site_scopes_description_and_creator_and_puts_block_and_delete_in_red() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
     let id = key_with_everything(&app, &site).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     let facts = browser.text_of("dl.facts").await;
     for shown in ["Blog", "flows:execute", "Runs the nightly flows", "by bootstrap", "Write"] {
@@ -41,8 +40,7 @@ async fn the_key_page_names_its_site_scopes_description_and_creator_and_puts_blo
 async fn an_unused_key_says_so_and_a_refused_api_call_shows_as_refused_on_dated_axes() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
     let (id, read) = app.create_key("read", Some(&site)).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     let empty = browser.text_of("[data-testid=usage-empty]").await;
     assert!(empty.contains("No requests in the last 30 days."), "{empty}");
@@ -70,8 +68,7 @@ async fn an_unused_key_says_so_and_a_refused_api_call_shows_as_refused_on_dated_
 async fn at_phone_width_the_key_page_does_not_scroll_sideways() {
     let (app, [site]) = spawn_app_with_sites(["A site with a rather long name for a phone"]).await;
     let id = key_with_everything(&app, &site).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.set_viewport(390, 844).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     browser.expect_text("Danger zone").await;
@@ -88,8 +85,7 @@ async fn the_address_of_a_deleted_key_says_what_became_of_it() {
     let (status, _) =
         app.call(reqwest::Method::DELETE, &format!("/api/v1/keys/{id}"), Some(&app.master_key), None).await;
     assert_eq!(status, 204);
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     browser.expect_text("The key “Flows runner” was deleted.").await;
     browser.click_button("What happened to it (audit trail)").await;

@@ -1,7 +1,7 @@
 //! The API Keys list in Chromium: Master keys under their own entry, every column on a
 //! phone, "your key", the site picker, search and pages both ways.
 
-use crate::browser::{start_browser, verify_code};
+use crate::browser::{signed_in, verify_code};
 use crate::helpers::{eventually, spawn_app, spawn_app_with_sites};
 use fantoccini::Locator;
 use serde_json::json;
@@ -10,8 +10,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn master_keys_are_listed_under_master_keys_and_can_be_blocked_from_there() {
     let (app, [_site]) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.choose("#site", "Master keys (all sites)").await;
     let listed = browser.expect_text("Master keys belong to no site").await;
     assert!(listed.contains("bootstrap"), "the first Master key is listed: {listed}");
@@ -41,8 +40,7 @@ async fn at_phone_width_the_list_shows_every_column_without_scrolling_sideways()
     let (_, used) = app.create_key("read", Some(&site)).await;
     app.create_key("write", Some(&site)).await;
     app.get("/api/v1/sites", &used).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.set_viewport(390, 844).await;
     browser.open(&app, &format!("/keys?site={site}")).await;
     browser.expect_text("write key").await;
@@ -72,8 +70,7 @@ async fn the_signed_in_key_is_named_in_the_header_and_marked_in_the_list() {
     let body = json!({ "name": "Blog admin", "permission": "admin", "site_id": site });
     let (_, admin) = app.create_key_from(body).await;
     app.create_key("read", Some(&site)).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &admin).await;
+    let browser = signed_in(&app, &admin).await;
     let header = browser.text_of("header").await;
     assert!(header.contains("Signed in as Blog admin (Admin)"), "{header}");
     let marked = browser.js("return [...document.querySelectorAll('tbody tr')].map(tr => tr.innerText)").await;
@@ -86,8 +83,7 @@ async fn the_signed_in_key_is_named_in_the_header_and_marked_in_the_list() {
 #[tokio::test]
 async fn the_site_picker_shows_the_picked_site_at_once_and_says_when_there_is_none() {
     let app = spawn_app().await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.expect_text("There are no sites yet.").await;
     app.create_site("Shop").await;
     app.create_site("Blog").await;
@@ -109,8 +105,7 @@ async fn the_list_finds_keys_by_name_or_prefix_and_pages_forward_and_back() {
             prefix = app.get(&format!("/api/v1/keys/{id}"), &app.master_key).await.1["prefix"].as_str().unwrap().into();
         }
     }
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     let rows = || async { browser.client.find_all(Locator::Css("tbody tr")).await.unwrap().len() };
     browser.expect_text("worker 27").await;
     assert_eq!(rows().await, 25);

@@ -1,15 +1,14 @@
 //! Finding one's way in Chromium: a skip link, the current page marked in the navigation,
 //! focus rings, a message after every action, and a page (not JSON) at a mistyped address.
 
-use crate::browser::start_browser;
+use crate::browser::signed_in;
 use crate::helpers::{spawn_app_with_sites, TestApp};
 use reqwest::StatusCode;
 
 #[tokio::test]
 async fn every_page_starts_with_a_skip_link_and_marks_where_it_is_in_the_navigation() {
     let (app, _) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     for (path, current) in [("/keys", "API Keys"), ("/audit", "Audit"), ("/sites", "Sites"), ("/keys/new", "API Keys")]
     {
         browser.open(&app, path).await;
@@ -35,8 +34,7 @@ async fn every_page_starts_with_a_skip_link_and_marks_where_it_is_in_the_navigat
 #[tokio::test]
 async fn text_fields_and_the_description_show_a_focus_ring() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/new?site={site}")).await;
     for field in ["description", "name", "ratelimit_limit"] {
         let outline = browser
@@ -50,8 +48,7 @@ async fn text_fields_and_the_description_show_a_focus_ring() {
 #[tokio::test]
 async fn creating_saving_blocking_deleting_and_signing_out_each_say_what_was_done() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/new?site={site}")).await;
     browser.fill("#name", "Frontend").await;
     browser.click_button("Create key").await;
@@ -86,8 +83,7 @@ async fn get_as_browser(app: &TestApp, path: &str) -> (StatusCode, String, Strin
 #[tokio::test]
 async fn a_mistyped_dashboard_address_answers_a_page_and_the_api_still_answers_json() {
     let (app, _) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     for path in ["/kyes", "/keys/key_01/frobnicate"] {
         browser.open(&app, path).await;
         let page = browser.expect_text("There is no page at this address.").await;

@@ -1,7 +1,7 @@
 //! The page that shows a new key once, in Chromium: the warning, the usage example, the
 //! Master caution, and a copy button that still helps where the clipboard API is missing.
 
-use crate::browser::{start_browser, start_browser_with, verify_code};
+use crate::browser::{signed_in, start_browser_with, verify_code};
 use crate::helpers::spawn_app_with_sites;
 
 /// A name Chromium resolves to the test server: plain HTTP at a name that is not
@@ -36,8 +36,7 @@ async fn on_a_page_that_is_not_a_secure_context_the_copy_button_selects_the_key_
 #[tokio::test]
 async fn the_new_key_page_warns_shows_how_to_use_the_key_and_cautions_about_master_keys() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/new?site={site}")).await;
     browser.fill("#name", "Frontend").await;
     browser.click_button("Create key").await;

@@ -2,7 +2,7 @@
 //! a rotation says until when the old key works, everywhere it shows; and on the key one
 //! is signed in with, the question says so and wants a ticked box.
 
-use crate::browser::{start_browser, verify_code};
+use crate::browser::{signed_in, verify_code};
 use crate::helpers::spawn_app_with_sites;
 use serde_json::json;
 
@@ -11,8 +11,7 @@ async fn a_rotation_is_asked_first_and_says_until_when_the_old_key_works() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
     let body = json!({ "name": "Search indexer", "permission": "read", "site_id": site });
     let (id, old) = app.create_key_from(body).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     browser.choose("#grace", "1 day").await;
     browser.click_button("Rotate…").await;
@@ -48,8 +47,7 @@ async fn a_blocked_key_says_why_it_cannot_be_rotated() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
     let (id, _) = app.create_key("read", Some(&site)).await;
     app.block(&id).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     let rotate = browser.text_of("section.panel").await;
     assert!(rotate.contains("A blocked key cannot be rotated. Unblock it first"), "{rotate}");
@@ -62,8 +60,7 @@ async fn blocking_ones_own_key_warns_and_wants_the_box_ticked_before_signing_out
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
     let body = json!({ "name": "My admin", "permission": "admin", "site_id": site });
     let (id, admin) = app.create_key_from(body).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &admin).await;
+    let browser = signed_in(&app, &admin).await;
     for action in ["delete", "rotate"] {
         browser.open(&app, &format!("/keys/{id}/{action}")).await;
         browser.expect_text("This is the key you are signed in with.").await;
@@ -91,8 +88,7 @@ async fn blocking_ones_own_key_warns_and_wants_the_box_ticked_before_signing_out
 async fn deleting_another_key_is_asked_first_and_reported_after() {
     let (app, [site]) = spawn_app_with_sites(["Blog"]).await;
     let (id, key) = app.create_key("read", Some(&site)).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, &format!("/keys/{id}")).await;
     browser.click_button("Delete…").await;
     let question = browser.expect_text("Delete the key read key").await;

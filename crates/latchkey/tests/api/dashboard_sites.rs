@@ -1,14 +1,13 @@
 //! The Sites page in Chromium: an empty table that says what to do, names that must be
 //! unique, and a deletion that says how many keys go with the site.
 
-use crate::browser::{start_browser, verify_code};
+use crate::browser::{signed_in, verify_code};
 use crate::helpers::{spawn_app, spawn_app_with_sites};
 
 #[tokio::test]
 async fn an_empty_sites_page_says_what_to_do_and_a_taken_name_is_refused_beside_its_field() {
     let app = spawn_app().await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/sites").await;
     browser.expect_text("There are no sites yet. Create the first one above").await;
     browser.fill("#new-site", "Blog").await;
@@ -30,8 +29,7 @@ async fn deleting_a_site_says_how_many_keys_go_with_it_before_and_after() {
     let (_, first) = app.create_key("read", Some(&site)).await;
     app.create_key("write", Some(&site)).await;
     app.create_key("admin", Some(&site)).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/sites").await;
     browser.click_button("Delete…").await;
     let question = browser.expect_text("Delete the site Shop?").await;

@@ -2,7 +2,7 @@
 //! verifying real deliveries), a failing endpoint marked with its waiting events, an
 //! Admin's view limited to its site, and rotating and deleting behind confirmations.
 
-use crate::browser::{poll, start_browser};
+use crate::browser::{poll, signed_in};
 use crate::webhooks::{failing_endpoint, register, spawn_app_for_webhooks, Receiver};
 use serde_json::json;
 
@@ -10,8 +10,7 @@ use serde_json::json;
 async fn a_webhook_registered_in_the_dashboard_shows_its_secret_once_and_deliveries_verify_with_it() {
     let app = spawn_app_for_webhooks(false).await;
     let receiver = Receiver::start(&[]).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/webhooks").await;
     browser.expect_text("No webhooks yet").await;
     browser.fill("#url", &receiver.url).await;
@@ -55,8 +54,7 @@ async fn a_webhook_registered_in_the_dashboard_shows_its_secret_once_and_deliver
 #[tokio::test]
 async fn a_refused_url_comes_back_beside_its_field_with_what_was_typed() {
     let app = crate::helpers::spawn_app().await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/webhooks").await;
     browser.fill("#url", "http://127.0.0.1:9/hook").await;
     browser.click("input[name='event:key.blocked']").await;
@@ -75,8 +73,7 @@ async fn a_refused_url_comes_back_beside_its_field_with_what_was_typed() {
 async fn a_failing_endpoint_is_marked_failing_with_its_waiting_events() {
     let app = spawn_app_for_webhooks(true).await;
     let (_receiver, webhook) = failing_endpoint(&app).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &app.master_key).await;
+    let browser = signed_in(&app, &app.master_key).await;
     browser.open(&app, "/webhooks").await;
     let marked = browser.text_of("[data-testid=failing]").await;
     assert!(marked.starts_with("Failing since") && marked.ends_with("2 waiting"), "{marked}");
@@ -95,8 +92,7 @@ async fn an_admin_sees_only_its_sites_webhooks_and_rotates_and_deletes_behind_co
     let (own, old_secret) = register(&app, &receiver.url, json!({ "site_id": site })).await;
     register(&app, "https://other.example.com/hook", json!({ "site_id": other })).await;
     register(&app, "https://all.example.com/hook", json!({})).await;
-    let browser = start_browser().await;
-    browser.sign_in(&app, &admin).await;
+    let browser = signed_in(&app, &admin).await;
     browser.open(&app, "/webhooks").await;
     let list = browser.page_text().await;
     assert!(list.contains(&receiver.url), "{list}");
