@@ -7,22 +7,17 @@
 
 use super::PostgresStore;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use latchkey_store::rows::millis;
 use latchkey_store::sql::{attempt_insert, claimed_delivery};
-use latchkey_store::webhooks::{ClaimedDelivery, DeliveryOutcome, DeliveryQueue, FinishedAttempt, WebhookStore};
+use latchkey_store::webhooks::{Claim, ClaimedDelivery, DeliveryOutcome, DeliveryQueue, FinishedAttempt, WebhookStore};
 use latchkey_store::StoreResult;
 
 #[async_trait]
 impl DeliveryQueue for PostgresStore {
     // Each write below is one statement, with no transaction held open across round trips:
     // a worker stopped mid-way (a process exiting, a test ending) leaves no lock behind.
-    async fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: u32,
-    ) -> StoreResult<Vec<ClaimedDelivery>> {
+    async fn claim_deliveries(&self, claim: Claim) -> StoreResult<Vec<ClaimedDelivery>> {
+        let Claim { now, until, limit } = claim;
         // Only the oldest pending delivery of each endpoint: the endpoint's order. A row
         // another instance is claiming is skipped; once it commits, its claim excludes the
         // row (PostgreSQL re-checks the condition on the row's newest version).

@@ -22,7 +22,7 @@ use crate::Service;
 use base64::Engine;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use hmac::{Hmac, Mac};
-use latchkey_store::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, FinishedAttempt};
+use latchkey_store::webhooks::{Claim, ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, FinishedAttempt};
 use sha2::Sha256;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,7 +100,8 @@ impl Service {
     pub async fn deliver_due_webhooks(&self) -> ServiceResult<usize> {
         let now = self.now();
         let hold = TimeDelta::from_std(self.webhook_config.claim_timeout).unwrap_or(TimeDelta::seconds(60));
-        let claimed = self.store.webhooks().claim_deliveries(now, now + hold, CLAIM_BATCH).await?;
+        let claimed =
+            self.store.webhooks().claim_deliveries(Claim { now, until: now + hold, limit: CLAIM_BATCH }).await?;
         let count = claimed.len();
         let mut sends = tokio::task::JoinSet::new();
         for delivery in claimed {

@@ -5,20 +5,15 @@
 
 use super::{commit, SqliteStore};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use latchkey_store::rows::millis;
 use latchkey_store::sql::{attempt_insert, claimed_delivery, select_endpoint};
-use latchkey_store::webhooks::{ClaimedDelivery, DeliveryOutcome, DeliveryQueue, EndpointRow, FinishedAttempt};
+use latchkey_store::webhooks::{Claim, ClaimedDelivery, DeliveryOutcome, DeliveryQueue, EndpointRow, FinishedAttempt};
 use latchkey_store::{StoreError, StoreResult};
 
 #[async_trait]
 impl DeliveryQueue for SqliteStore {
-    async fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: u32,
-    ) -> StoreResult<Vec<ClaimedDelivery>> {
+    async fn claim_deliveries(&self, claim: Claim) -> StoreResult<Vec<ClaimedDelivery>> {
+        let Claim { now, until, limit } = claim;
         let mut tx = self.begin().await?;
         // Only the oldest pending delivery of each endpoint: the endpoint's order.
         let claimed: Vec<(String, i64, i64)> = sqlx::query_as(

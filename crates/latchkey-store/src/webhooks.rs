@@ -126,19 +126,23 @@ pub enum DeliveryOutcome {
     Retry { at: DateTime<Utc>, failing: bool },
 }
 
+/// What a worker asks of the queue: up to `limit` deliveries due at `now`, held for it
+/// until `until` (after which another worker may take them over).
+#[derive(Clone, Copy, Debug)]
+pub struct Claim {
+    pub now: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub limit: u32,
+}
+
 /// How deliveries are claimed and finished: the part of [`WebhookStore`] that each SQL
 /// backend does its own way (the rest is shared, see [`crate::sql`]).
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
-    /// Claims up to `limit` deliveries due at `now`, each the oldest pending one of its
-    /// endpoint and not claimed by anyone else (or whose claim ran out), until `until`.
-    /// With several instances, each delivery is claimed by one.
-    async fn claim_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: u32,
-    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Claims up to `claim.limit` deliveries due at `claim.now`, each the oldest pending
+    /// one of its endpoint and not claimed by anyone else (or whose claim ran out), until
+    /// `claim.until`. With several instances, each delivery is claimed by one.
+    async fn claim_deliveries(&self, claim: Claim) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Records the attempt and its outcome, and releases the claim.
     async fn finish_delivery(&self, delivery: &ClaimedDelivery, finished: &FinishedAttempt) -> StoreResult<()>;
 }

@@ -5,7 +5,7 @@
 use super::new_key;
 use super::support::{blocked, event, store_key, store_site};
 use crate::outbox::OutboxEvent;
-use crate::webhooks::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, FinishedAttempt, WebhookEndpoint};
+use crate::webhooks::{Claim, ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, FinishedAttempt, WebhookEndpoint};
 use crate::{truncate_to_millis, Audited, SharedStore, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use latchkey_core::{AuditAction, AuditEvent, Permission, SiteId};
@@ -28,7 +28,7 @@ fn endpoint(site: Option<&SiteId>, events: &[&str]) -> WebhookEndpoint {
 }
 
 async fn claim(store: &SharedStore, at: DateTime<Utc>) -> Vec<ClaimedDelivery> {
-    store.webhooks().claim_deliveries(at, at + Duration::seconds(60), 100).await.unwrap()
+    store.webhooks().claim_deliveries(Claim { now: at, until: at + Duration::seconds(60), limit: 100 }).await.unwrap()
 }
 
 fn types_for(claimed: &[ClaimedDelivery], endpoint: &WebhookEndpoint) -> Vec<String> {
